@@ -1,0 +1,150 @@
+"""Test harness: one embedded server per test session, a fresh database per test module.
+
+Each module's database is cloned from a template database (`CREATE DATABASE ... TEMPLATE`),
+so a module starts from a migrated warehouse in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from runner import db
+from runner.dbt import Dbt
+
+ROOT = Path(__file__).resolve().parent.parent
+MLWH = str(Path(sys.executable).parent / "mlwh")
+TEMPLATE_DB = "mlwh_template"
+
+
+def _prepare_template(info: db.ConnInfo) -> None:
+    """Bring the template database to the state every module starts from."""
+    migrate = _optional_migrate()
+    if migrate is not None:
+        migrate(info)
+
+
+def _optional_migrate():  # type: ignore[no-untyped-def]
+    try:
+        from runner.migrations import migrate_to_head
+    except ImportError:
+        return None
+    return migrate_to_head
+
+
+@pytest.fixture(scope="session")
+def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlwh-home")
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_home: Path) -> Iterator[db.EmbeddedServer]:
+    """The session's embedded PostgreSQL server, in its own MLWH_HOME."""
+    server = db.EmbeddedServer(pg_home)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_info(pg_server: db.EmbeddedServer) -> db.ConnInfo:
+    return pg_server.conninfo("postgres")
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_info: db.ConnInfo) -> str:
+    with db.connect(admin_info, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE_DB))
+        )
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE_DB)))
+    _prepare_template(admin_info.with_dbname(TEMPLATE_DB))
+    return TEMPLATE_DB
+
+
+def create_database(admin: db.ConnInfo, name: str, template: str | None) -> db.ConnInfo:
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
+        if template:
+            conn.execute(
+                sql.SQL("create database {} template {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        else:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return admin.with_dbname(name)
+
+
+def drop_database(admin: db.ConnInfo, name: str) -> None:
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="module")
+def module_db(
+    request: pytest.FixtureRequest, admin_info: db.ConnInfo, template_db: str
+) -> Iterator[db.ConnInfo]:
+    """A database for this test module, cloned from the migrated template."""
+    name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:50]
+    info = create_database(admin_info, name, template_db)
+    yield info
+    drop_database(admin_info, name)
+
+
+@pytest.fixture(scope="module")
+def empty_db(request: pytest.FixtureRequest, admin_info: db.ConnInfo) -> Iterator[db.ConnInfo]:
+    """An empty database (no migrations) for this test module."""
+    name = "e_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:50]
+    info = create_database(admin_info, name, None)
+    yield info
+    drop_database(admin_info, name)
+
+
+@pytest.fixture(scope="module")
+def dbt(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> Dbt:
+    """dbt bound to this module's database, with its own target directory."""
+    return Dbt(
+        module_db, project=ROOT, target_path=tmp_path_factory.mktemp("dbt-target"), quiet=True
+    )
+
+
+@pytest.fixture
+def conn(module_db: db.ConnInfo) -> Iterator[psycopg.Connection]:
+    with db.connect(module_db, autocommit=True) as connection:
+        yield connection
+
+
+def mlwh_env(home: Path, dbname: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for running `mlwh` as a subprocess against the embedded server in `home`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in db.PG_ENV_VARS
+        and key not in ("PGPASSWORD", "MLWH_DATABASE_URL", db.ENV_MARKER)
+    }
+    env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
+    if dbname:
+        env["MLWH_DBNAME"] = dbname
+    env.update(extra)
+    return env
+
+
+def run_mlwh(
+    *args: str, env: dict[str, str], timeout: float = 300, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MLWH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
+    )

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Bootstrap and developer tasks, needing nothing but Python 3.11+ and a package index.
+
+python3 tasks.py demo    install into .venv, then run `mlwh demo`
+python3 tasks.py test    install into .venv (with dev tools), lint, run every test
+python3 tasks.py lint    ruff, sqlfluff and squawk only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+
+
+def run(*cmd: str | Path, check: bool = True) -> int:
+    print("+ " + " ".join(str(c) for c in cmd), flush=True)
+    env = {
+        **os.environ,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+    if check and code != 0:
+        sys.exit(code)
+    return code
+
+
+def install(extras: str) -> None:
+    """Create .venv and install the project once per pyproject.toml version and extras."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py runs under any python3
+        sys.exit(f"ML Warehouse needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / ".mlwh-installed"
+    if stamp.exists() and stamp.read_text() in (digest, _digest_with_dev()):
+        return
+    spec = f".[{extras}]" if extras else "."
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "--editable", spec)
+    stamp.write_text(digest)
+
+
+def _digest_with_dev() -> str:
+    # an install with dev tools also serves the demo
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b"dev").hexdigest()
+
+
+def lint() -> None:
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "mlwh", "lint")
+
+
+def main(argv: list[str]) -> int:
+    task = argv[0] if argv else "help"
+    rest = argv[1:]
+    if task == "demo":
+        install("")
+        return run(BIN / "mlwh", "demo", *rest, check=False)
+    if task == "test":
+        install("dev")
+        lint()
+        return run(BIN / "python", "-m", "pytest", *rest, check=False)
+    if task == "lint":
+        install("dev")
+        lint()
+        return 0
+    print(__doc__)
+    return 0 if task in ("help", "-h", "--help") else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import pkgutil
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -184,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "lint", help="lint the dbt SQL with sqlfluff (developer check, run by tasks.py test)"
     ).set_defaults(func=cmd_lint)
+
+    import runner.commands
+
+    for module_info in sorted(pkgutil.iter_modules(runner.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"runner.commands.{module_info.name}")
+        module.register(sub)
     return parser
 
 

@@ -110,21 +110,6 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from runner.dbt import Dbt
-
-    target = db.resolve()
-    if target.server is not None:
-        cmd_db_start(args)
-    info = target.conninfo()
-    _say(f"building the warehouse on {target.describe()}")
-    result = Dbt(info).invoke(["build"])
-    if not result.ok:
-        raise MlwhError("dbt build failed: see the output above", exit_code=result.exit_code)
-    _say(f"dbt build: {len(result.results)} nodes, all green")
-    return 0
-
-
 def cmd_lint(args: argparse.Namespace) -> int:
     """sqlfluff over the dbt SQL; the dbt templater compiles the project, so it needs the database."""
     import subprocess
@@ -180,9 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p_dbt.set_defaults(func=cmd_dbt)
 
-    sub.add_parser(
-        "demo", help="start the database and build the warehouse end to end"
-    ).set_defaults(func=cmd_demo)
     sub.add_parser(
         "lint", help="lint the dbt SQL with sqlfluff (developer check, run by tasks.py test)"
     ).set_defaults(func=cmd_lint)

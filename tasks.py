@@ -56,7 +56,14 @@ def _digest_with_dev() -> str:
 
 def lint() -> None:
     run(BIN / "ruff", "check", ".")
-    run(BIN / "mlwh", "lint")
+    # sqlfluff's dbt templater compiles the project, which needs the database: stop the embedded
+    # server afterwards only if this task is the one that started it
+    was_running = run(BIN / "mlwh", "db", "status", check=False) == 0
+    try:
+        run(BIN / "mlwh", "lint")
+    finally:
+        if not was_running:
+            run(BIN / "mlwh", "db", "stop", check=False)
 
 
 def main(argv: list[str]) -> int:

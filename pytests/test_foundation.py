@@ -79,7 +79,8 @@ def test_env_makes_plain_dbt_and_psql_work(
         script = (
             'set -e; eval "$(mlwh env)"; cd /tmp; '
             "psql -tAc 'select 1'; psql -tAc 'select current_database()'; "
-            f"cd {ROOT}; dbt debug --quiet; dbt build --quiet --target-path $TMPDIR/target-env"
+            f"cd {ROOT}; mlwh migrate > /dev/null; dbt debug --quiet; "
+            "dbt build --quiet --target-path $TMPDIR/target-env"
         )
         env["PATH"] = str(Path(MLWH).parent) + ":" + env["PATH"]
         env["TMPDIR"] = str(pg_home)
@@ -110,7 +111,8 @@ def test_database_url_points_everything_at_another_server(
         assert run_mlwh("db", "url", env=env).stdout.strip() == other.url
         script = (
             'set -e; eval "$(mlwh env)"; cd /tmp; psql -tAc "select current_setting(\'port\')"; '
-            f"cd {ROOT}; dbt debug --quiet; dbt build --quiet --target-path $TMPDIR/target-ext"
+            f"cd {ROOT}; mlwh migrate > /dev/null; dbt debug --quiet; "
+            "dbt build --quiet --target-path $TMPDIR/target-ext"
         )
         result = _shell(script, env)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -167,9 +169,11 @@ def test_dbt_class_reads_run_results(module_db: db.ConnInfo, tmp_path: Path) -> 
     assert result.ok
     recorded = json.loads((tmp_path / "run_results.json").read_text())["results"]
     assert {r["unique_id"] for r in result.results} == {r["unique_id"] for r in recorded}
-    assert {r["unique_id"] for r in result.results} == {
+    ran = {r["unique_id"] for r in result.results}
+    assert {u for u in ran if u.startswith("seed.")} == {
         "seed.ml_warehouse.services",
         "seed.ml_warehouse.prediction_types",
     }
+    assert {u for u in ran if u.startswith("operation.")}, "on-run-start hooks are reported too"
     failing = dbt.invoke(["run-operation", "no_such_macro"])
     assert failing.exit_code != 0

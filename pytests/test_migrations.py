@@ -1,0 +1,335 @@
+"""Issue 3: migrations are versioned, checksummed, locked and reversible."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pytests.conftest import MLWH, ROOT, create_database, drop_database, mlwh_env, run_mlwh
+from runner import db, migrations
+from runner.errors import MlwhError
+
+REAL = ROOT / "migrations"
+
+CATALOG_QUERIES = {
+    "relations": """
+        select n.nspname, c.relname, c.relkind, c.relpersistence,
+               coalesce(obj_description(c.oid, 'pg_class'), '')
+        from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+        where n.nspname not like 'pg\\_%' and n.nspname <> 'information_schema'
+    """,
+    "columns": """
+        select n.nspname, c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+               a.attnotnull, a.attidentity, coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+        from pg_attribute as a
+        join pg_class as c on c.oid = a.attrelid
+        join pg_namespace as n on n.oid = c.relnamespace
+        left join pg_attrdef as d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attnum > 0 and not a.attisdropped
+          and n.nspname not like 'pg\\_%' and n.nspname <> 'information_schema'
+    """,
+    "constraints": """
+        select n.nspname, c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid)
+        from pg_constraint as k
+        join pg_class as c on c.oid = k.conrelid
+        join pg_namespace as n on n.oid = c.relnamespace
+        where n.nspname not like 'pg\\_%' and n.nspname <> 'information_schema'
+    """,
+    "indexes": """
+        select schemaname, tablename, indexname, indexdef from pg_indexes
+        where schemaname not like 'pg\\_%' and schemaname <> 'information_schema'
+    """,
+    "partitions": """
+        select pn.nspname, p.relname, cn.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid)
+        from pg_inherits as i
+        join pg_class as p on p.oid = i.inhparent
+        join pg_namespace as pn on pn.oid = p.relnamespace
+        join pg_class as c on c.oid = i.inhrelid
+        join pg_namespace as cn on cn.oid = c.relnamespace
+    """,
+    "partition_keys": """
+        select c.relname, pg_get_partkeydef(c.oid) from pg_partitioned_table as t
+        join pg_class as c on c.oid = t.partrelid
+    """,
+    "functions": """
+        select n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
+               md5(pg_get_functiondef(p.oid))
+        from pg_proc as p join pg_namespace as n on n.oid = p.pronamespace
+        where n.nspname not like 'pg\\_%' and n.nspname <> 'information_schema' and p.prokind <> 'a'
+    """,
+    "policies": "select schemaname, tablename, policyname, cmd, qual, with_check from pg_policies",
+    "views": """
+        select schemaname, viewname, md5(definition) from pg_views
+        where schemaname not like 'pg\\_%' and schemaname <> 'information_schema'
+    """,
+    "schemas": """
+        select nspname from pg_namespace
+        where nspname not like 'pg\\_%' and nspname <> 'information_schema'
+    """,
+}
+
+
+def catalog(info: db.ConnInfo) -> dict[str, list[tuple]]:
+    """Everything a migration can create, sorted, so two states compare with ==."""
+    with db.connect(info) as conn:
+        return {
+            name: sorted(tuple(str(v) for v in row) for row in conn.execute(query).fetchall())
+            for name, query in CATALOG_QUERIES.items()
+        }
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def fresh(admin_info: db.ConnInfo, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    name = "m_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
+    info = create_database(admin_info, name, None)
+    yield info
+    drop_database(admin_info, name)
+
+
+def engine(info: db.ConnInfo, directory: Path = REAL, **kw: object) -> migrations.MigrationEngine:
+    return migrations.MigrationEngine(info, directory, say=lambda _m: None, **kw)  # type: ignore[arg-type]
+
+
+def test_splitter_keeps_quotes_dollar_bodies_and_lines() -> None:
+    text = (
+        "create table a (x text default 'a;b');\n"
+        "-- a comment; with a semicolon\n"
+        "create function f() returns int language plpgsql as $body$\n"
+        "begin return 1; end;\n"
+        "$body$;\n"
+        "/* block; comment */ select E'it\\'s;';\n"
+    )
+    statements = migrations.split_statements(text, first_line=10)
+    assert [s.line for s in statements] == [10, 12, 15]  # comment lines are not statements
+    assert statements[1].sql.endswith("$body$")
+    assert "E'it\\'s;'" in statements[2].sql
+
+
+def test_real_migrations_parse_and_have_downs() -> None:
+    loaded = migrations.load_migrations(REAL)
+    assert loaded, "the project has migrations"
+    for m in loaded:
+        assert m.up.statements, m.filename
+        assert m.down.statements or m.down.irreversible_reason, f"{m.filename} has no down"
+
+
+def test_migrate_rollback_migrate_gives_identical_catalog(fresh: db.ConnInfo) -> None:
+    e = engine(fresh)
+    empty = catalog(fresh)
+    assert len(e.migrate()) == len(migrations.load_migrations(REAL))
+    first = catalog(fresh)
+    e.rollback(to="0000")
+    after_rollback = catalog(fresh)
+    # only the engine's own bookkeeping (ml_ops and its tables) remains
+    extra = {r for r in after_rollback["relations"]} - set(empty["relations"])
+    assert all(r[0] == "ml_ops" for r in extra), extra
+    e.migrate()
+    assert catalog(fresh) == first
+
+
+def test_each_migration_down_then_up_restores_the_same_catalog(fresh: db.ConnInfo) -> None:
+    e = engine(fresh)
+    previous = catalog(fresh)
+    for m in migrations.load_migrations(REAL):
+        e.migrate(to=m.version)
+        straight = catalog(fresh)
+        e.rollback(steps=1)
+        reverted = catalog(fresh)
+        # the down removes exactly what the up made (bookkeeping tables appear with the first up)
+        if m.version != "0001":
+            assert reverted == previous, f"down of {m.filename} does not undo its up"
+        e.migrate(to=m.version)
+        assert catalog(fresh) == straight, f"{m.filename}: up, down, up differs from up"
+        previous = straight
+
+
+def test_two_migrators_at_once_apply_each_migration_exactly_once(
+    fresh: db.ConnInfo, pg_home: Path
+) -> None:
+    env = mlwh_env(pg_home, dbname=fresh.dbname)
+    procs = [
+        subprocess.Popen([MLWH, "migrate"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    with db.connect(fresh) as conn:
+        applied = conn.execute("select count(*) from ml_ops.schema_migrations").fetchone()[0]
+        rows = conn.execute(
+            "select version, started_at, finished_at from ml_ops.migration_log "
+            "where direction = 'up' and outcome = 'success' order by started_at"
+        ).fetchall()
+    expected = len(migrations.load_migrations(REAL))
+    assert applied == expected
+    assert sorted(r[0] for r in rows) == sorted({r[0] for r in rows}), "a migration ran twice"
+    assert len(rows) == expected
+    for earlier, later in zip(rows, rows[1:], strict=False):
+        assert earlier[2] <= later[1], f"{earlier[0]} and {later[0]} overlap"
+    assert sum("up to date" in out for out, _ in outputs) == 1
+
+
+def test_failing_migration_leaves_no_trace_and_names_file_and_line(
+    fresh: db.ConnInfo, tmp_path: Path
+) -> None:
+    write(tmp_path, "0001_ok.sql", "-- migrate:up\ncreate table ok_t (x int);\n-- migrate:down\ndrop table ok_t;\n")
+    write(
+        tmp_path,
+        "0002_bad.sql",
+        "-- migrate:up\ncreate table half_t (x int);\ninsert into half_t values (1);\n\n"
+        "select 1 / 0;\n-- migrate:down\ndrop table half_t;\n",
+    )
+    e = engine(fresh, tmp_path)
+    with pytest.raises(MlwhError, match=r"0002_bad\.sql:5: up failed: division by zero"):
+        e.migrate()
+    with db.connect(fresh) as conn:
+        assert conn.execute("select to_regclass('public.ok_t')").fetchone()[0] is not None
+        assert conn.execute("select to_regclass('public.half_t')").fetchone()[0] is None
+        versions = [r[0] for r in conn.execute("select version from ml_ops.schema_migrations")]
+        log = conn.execute(
+            "select outcome, error from ml_ops.migration_log where version = '0002'"
+        ).fetchall()
+    assert versions == ["0001"]
+    assert log == [("failed", "0002_bad.sql:5: division by zero")]
+
+
+def test_editing_an_applied_file_fails_verify_and_migrate_until_repair(
+    fresh: db.ConnInfo, tmp_path: Path, pg_home: Path
+) -> None:
+    path = write(tmp_path, "0001_t.sql", "-- migrate:up\ncreate table t (x int);\n-- migrate:down\ndrop table t;\n")
+    env = mlwh_env(pg_home, dbname=fresh.dbname, MLWH_MIGRATIONS_DIR=str(tmp_path))
+    assert run_mlwh("migrate", env=env).returncode == 0
+    assert run_mlwh("migrations", "verify", env=env).returncode == 0
+    path.write_text(path.read_text() + "-- a cosmetic comment\n")
+    for command in (("migrations", "verify"), ("migrate",)):
+        result = run_mlwh(*command, env=env)
+        assert result.returncode == 1, result
+        assert "0001_t.sql changed after it was applied" in result.stderr
+        assert "Traceback" not in result.stderr
+    status = run_mlwh("migrations", "status", env=env)
+    assert "drifted  0001_t" in status.stdout
+    repair = run_mlwh("migrations", "repair", env=env)
+    assert repair.returncode == 0 and "0001_t.sql" in repair.stdout
+    assert run_mlwh("migrations", "verify", env=env).returncode == 0
+    path.unlink()
+    missing = run_mlwh("migrations", "verify", env=env)
+    assert missing.returncode == 1 and "0001_t.sql was applied but is missing" in missing.stderr
+
+
+def test_blocked_migration_gives_up_naming_the_lock(fresh: db.ConnInfo, tmp_path: Path) -> None:
+    write(tmp_path, "0001_t.sql", "-- migrate:up\ncreate table locked_t (x int);\n-- migrate:down\ndrop table locked_t;\n")
+    write(
+        tmp_path,
+        "0002_alter.sql",
+        "-- migrate:up\nalter table locked_t add column y int;\n-- migrate:down\n"
+        "alter table locked_t drop column y;\n",
+    )
+    engine(fresh, tmp_path).migrate(to="0001")
+    with db.connect(fresh) as blocker:
+        blocker.execute("select * from locked_t")  # opens a transaction holding ACCESS SHARE
+        blocker_pid = blocker.info.backend_pid
+        started = time.monotonic()
+        with pytest.raises(MlwhError) as raised:
+            engine(fresh, tmp_path, lock_timeout=0.5, retries=1).migrate()
+        elapsed = time.monotonic() - started
+        blocker.rollback()
+    message = str(raised.value)
+    assert "0002_alter.sql:2" in message
+    assert "AccessExclusiveLock on locked_t" in message
+    assert f"held by pid {blocker_pid}" in message
+    assert elapsed < 10
+    with db.connect(fresh) as conn:
+        assert [r[0] for r in conn.execute("select version from ml_ops.schema_migrations")] == ["0001"]
+
+
+def test_irreversible_down_refuses_with_its_reason(fresh: db.ConnInfo, tmp_path: Path) -> None:
+    write(tmp_path, "0001_t.sql", "-- migrate:up\ncreate table keep_t (x int);\n-- migrate:down\ndrop table keep_t;\n")
+    write(
+        tmp_path,
+        "0002_drop_data.sql",
+        "-- migrate:up\ndelete from keep_t;\n-- migrate:down irreversible: deleted rows cannot come back\n",
+    )
+    e = engine(fresh, tmp_path)
+    e.migrate()
+    with pytest.raises(MlwhError, match="0002_drop_data.sql is irreversible \\(deleted rows cannot come back\\)"):
+        e.rollback(to="0000")
+    with db.connect(fresh) as conn:
+        assert conn.execute("select count(*) from ml_ops.schema_migrations").fetchone()[0] == 2
+
+
+def test_plan_changes_nothing(fresh: db.ConnInfo, pg_home: Path) -> None:
+    env = mlwh_env(pg_home, dbname=fresh.dbname)
+    result = run_mlwh("migrate", "--plan", env=env)
+    assert result.returncode == 0
+    assert "would apply 0001_schemas.sql" in result.stdout
+    with db.connect(fresh) as conn:
+        assert conn.execute("select to_regclass('ml_raw.ml_predictions')").fetchone()[0] is None
+
+
+def test_expected_migrations_macro_matches_the_directory() -> None:
+    on_disk = migrations.expected_macro_path().read_text()
+    assert on_disk == migrations.render_expected_macro(migrations.load_migrations(REAL)), (
+        "run `mlwh migrations sync-dbt`"
+    )
+
+
+def test_new_creates_next_numbered_file_that_migrate_refuses_while_empty(
+    fresh: db.ConnInfo, tmp_path: Path
+) -> None:
+    write(tmp_path, "0007_x.sql", "-- migrate:up\nselect 1;\n-- migrate:down\nselect 1;\n")
+    path = migrations.new_migration("add_index", tmp_path)
+    assert path.name == "0008_add_index.sql"
+    parsed = migrations.parse_migration(path)
+    assert parsed.version == "0008" and not parsed.up.statements
+    with pytest.raises(MlwhError, match="0008_add_index.sql: the up section is empty"):
+        engine(fresh, tmp_path).migrate()
+    with pytest.raises(MlwhError, match="needs exactly one"):
+        migrations.parse_migration(write(tmp_path, "0009_bad.sql", "select 1;\n"))
+
+
+def test_dbt_run_stops_when_migrations_are_behind(fresh: db.ConnInfo, pg_home: Path) -> None:
+    engine(fresh).migrate(to="0004")
+    env = mlwh_env(pg_home, dbname=fresh.dbname)
+    result = run_mlwh("dbt", "seed", "--target-path", str(pg_home / "target-behind"), env=env)
+    assert result.returncode != 0
+    assert "behind its migrations; pending: 0005_" in result.stdout
+    assert "mlwh migrate" in result.stdout
+    with db.connect(fresh) as conn:
+        assert conn.execute("select to_regclass('ml_ref.services')").fetchone()[0] is None
+
+
+def test_backup_writes_a_restorable_dump(fresh: db.ConnInfo, pg_home: Path, tmp_path: Path) -> None:
+    engine(fresh).migrate()
+    out = tmp_path / "x.dump"
+    result = run_mlwh("backup", "--output", str(out), env=mlwh_env(pg_home, dbname=fresh.dbname))
+    assert result.returncode == 0, result.stderr
+    listing = subprocess.run(
+        [str(db.pg_bin_dir() / "pg_restore"), "--list", str(out)], capture_output=True, text=True
+    )
+    assert "TABLE ml_raw ml_predictions" in listing.stdout
+
+
+def test_lint_passes_on_project_migrations() -> None:
+    if shutil.which("squawk") is None and not (Path(MLWH).parent / "squawk").exists():
+        pytest.fail("squawk is part of the dev install")
+    result = migrations.lint(REAL)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_psycopg_errors_do_not_leak_as_tracebacks(pg_home: Path) -> None:
+    env = mlwh_env(pg_home, MLWH_DATABASE_URL="postgresql://u:p@127.0.0.1:1/x")
+    result = run_mlwh("migrate", env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mlwh: cannot connect to PostgreSQL at 127.0.0.1:1")
+    assert psycopg.__name__ not in result.stderr

@@ -30,6 +30,13 @@ def _prepare_template(info: db.ConnInfo) -> None:
     migrate = _optional_migrate()
     if migrate is not None:
         migrate(info)
+        # partitions for today and the premade periods ahead, as `mlwh partitions ensure` does
+        import tempfile
+
+        from runner.partitions import ensure_partitions
+
+        target = Path(tempfile.mkdtemp(prefix="dbt-template-"))
+        ensure_partitions(info, dbt=Dbt(info, project=ROOT, target_path=target, quiet=True))
 
 
 def _optional_migrate():  # type: ignore[no-untyped-def]

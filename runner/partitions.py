@@ -1,0 +1,141 @@
+"""Partition upkeep and retention, as the runner sees them.
+
+The macros `ensure_partitions` and `apply_retention` (macros/partitions, macros/retention) are
+the only implementation, driven by the `meta` of models/staging/ml_raw/_ml_raw__sources.yml.
+This module runs them through dbt with a fresh run id and reads what they did (or, in a dry
+run, would do) back from `ml_ops.partition_log`, so results never come from log text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import class_row
+
+from runner import db
+from runner.dbt import Dbt
+from runner.errors import MlwhError
+
+DEFAULT_LOCK_TIMEOUT = "5s"
+
+
+@dataclass(frozen=True)
+class PartitionAction:
+    """One partition created or retired (or planned to be, when is_dry_run)."""
+
+    parent_table: str
+    partition_name: str
+    action: str
+    lower_bound: datetime | None
+    upper_bound: datetime | None
+    rows_affected: int | None
+    is_dry_run: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One attached partition of a partitioned landing table."""
+
+    parent_table: str
+    partition_name: str
+    lower_bound: datetime | None  # None for the DEFAULT partition
+    upper_bound: datetime | None
+    estimated_rows: int
+    size_bytes: int
+
+    @property
+    def is_default(self) -> bool:
+        return self.lower_bound is None
+
+
+def ensure_partitions(
+    info: db.ConnInfo,
+    *,
+    dry_run: bool = False,
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
+    dbt: Dbt | None = None,
+) -> list[PartitionAction]:
+    """Create the current, premade and back-filled partitions; return what was created."""
+    return _run_macro(
+        info, "ensure_partitions", {"dry_run": dry_run, "lock_timeout": lock_timeout}, dbt
+    )
+
+
+def apply_retention(
+    info: db.ConnInfo,
+    *,
+    apply: bool = False,
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
+    dbt: Dbt | None = None,
+) -> list[PartitionAction]:
+    """Retire expired partitions (only plan it unless `apply`); return what was retired."""
+    return _run_macro(
+        info, "apply_retention", {"dry_run": not apply, "lock_timeout": lock_timeout}, dbt
+    )
+
+
+LIST_SQL = """
+    select
+        parent.relnamespace::regnamespace::text || '.' || parent.relname as parent_table,
+        child.relname as partition_name,
+        bounds.b[1]::timestamptz as lower_bound,
+        bounds.b[2]::timestamptz as upper_bound,
+        greatest(child.reltuples, 0)::bigint as estimated_rows,
+        pg_total_relation_size(child.oid) as size_bytes
+    from pg_partitioned_table as pt
+    inner join pg_class as parent on pt.partrelid = parent.oid
+    inner join pg_inherits as inh on inh.inhparent = parent.oid
+    inner join pg_class as child on inh.inhrelid = child.oid
+    cross join lateral (
+        select regexp_match(
+            pg_get_expr(child.relpartbound, child.oid),
+            'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)'
+        ) as b
+    ) as bounds
+    where parent.relnamespace = 'ml_raw'::regnamespace
+    order by parent_table, lower_bound nulls first
+"""
+
+
+def list_partitions(info: db.ConnInfo) -> list[Partition]:
+    """Every partition of the ml_raw landing tables with its bounds, estimated rows and size."""
+    with db.connect(info) as conn:
+        _require_migrated(conn)
+        with conn.cursor(row_factory=class_row(Partition)) as cur:
+            return cur.execute(LIST_SQL).fetchall()
+
+
+def _run_macro(
+    info: db.ConnInfo, macro: str, args: dict[str, Any], dbt: Dbt | None
+) -> list[PartitionAction]:
+    with db.connect(info) as conn:
+        _require_migrated(conn)
+    run_id = str(uuid.uuid4())
+    result = (dbt or Dbt(info, quiet=True)).run_operation(macro, {**args, "run_id": run_id})
+    if not result.ok:
+        cause = f": {result.exception}" if result.exception else " (see the dbt output above)"
+        raise MlwhError(f"dbt run-operation {macro} failed{cause}", exit_code=result.exit_code)
+    with db.connect(info) as conn, conn.cursor(row_factory=class_row(PartitionAction)) as cur:
+        return cur.execute(
+            """
+            select parent_table, partition_name, action, lower_bound, upper_bound,
+                rows_affected, is_dry_run, detail
+            from ml_ops.partition_log
+            where run_id = %s
+            order by partition_log_id
+            """,
+            [run_id],
+        ).fetchall()
+
+
+def _require_migrated(conn: Any) -> None:
+    found = conn.execute("select to_regclass('ml_ops.partition_log') is not null").fetchone()
+    if not found or not found[0]:
+        raise MlwhError(
+            "the warehouse tables are missing (no ml_ops.partition_log): run `mlwh migrate` first",
+            exit_code=2,
+        )

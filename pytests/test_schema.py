@@ -46,6 +46,7 @@ HEADED_TABLE = re.compile(r"Table \(`([a-z_][a-z0-9_]*)`\)")
 def seed_tables() -> dict[str, set[str]]:
     """Table name -> the seed files naming it, from their SQL and their table lists."""
     found: dict[str, set[str]] = {}
+    assert SEEDS.is_dir(), f"the seed documents are expected in {SEEDS} (shared/ beside the checkout)"
     for path in sorted(SEEDS.glob("*.txt")):
         text = path.read_text()
         names = set(LISTED_TABLE.findall(text)) | set(HEADED_TABLE.findall(text))

@@ -378,7 +378,9 @@ class EmbeddedServer:
 
 
 def _port_free(port: int) -> bool:
+    # as PostgreSQL binds: connections of a previous run in TIME_WAIT must not move the port
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

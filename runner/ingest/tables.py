@@ -1,0 +1,443 @@
+"""The landing tables the writer fills, and the checks a row passes before it is accepted.
+
+Each table is a `TableSpec`: its columns in COPY order with a converter per column. Validation
+turns a dict of fields into a tuple ready for binary COPY, or raises `InvalidRow` (a ValueError)
+that names the field. Checks mirror the database's constraints, so a row the writer accepts is a
+row PostgreSQL accepts; the database's own rejections are still handled (see writer.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import sql
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+NAME_MAX_LEN = 64
+CONTEXT_LIMIT_BYTES = 64 * 1024
+# Clocks drift and batch jobs backfill, but a timestamp a day ahead is a bug in the caller.
+MAX_FUTURE_S = 86400.0
+FEEDBACK_TYPES = frozenset({"thumbs_up", "thumbs_down", "rating", "correction", "comment"})
+
+# allow_nan=False: PostgreSQL's jsonb has no NaN, so such a context must fail here, by name.
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+class InvalidRow(ValueError):
+    """A row failed validation; `field` names the culprit (or "row" for cross-field rules)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# -- UUIDv7 -------------------------------------------------------------------------------------
+_uuid_lock = threading.Lock()
+_uuid_state = [0, 0]  # last unix ms, last 74-bit counter/random tail
+_rand = random.Random(os.urandom(16))
+_new_uuid = object.__new__
+_set = object.__setattr__
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7), strictly increasing within this process.
+
+    48 bits of unix milliseconds, then 74 bits that start random each millisecond and count up
+    within it (RFC 9562 "monotonic random"), so ids sort by creation time and never repeat here.
+    """
+    ms = time.time_ns() // 1_000_000
+    with _uuid_lock:
+        last_ms, tail = _uuid_state
+        if ms > last_ms:
+            # leave headroom (top bit clear) so the per-millisecond count cannot overflow
+            tail = _rand.getrandbits(73)
+        else:
+            ms = last_ms
+            tail += 1
+        _uuid_state[0] = ms
+        _uuid_state[1] = tail
+    value = (
+        (ms << 80) | (0x7 << 76) | ((tail >> 62) << 64) | (0b10 << 62) | (tail & ((1 << 62) - 1))
+    )
+    # uuid.UUID(int=...) re-validates a value we built ourselves; this skips that (3x faster).
+    result = _new_uuid(uuid.UUID)
+    _set(result, "int", value)
+    _set(result, "is_safe", uuid.SafeUUID.unknown)
+    return result
+
+
+# -- converters ---------------------------------------------------------------------------------
+Converter = Callable[[Any, str], Any]
+_valid_names: set[str] = set()
+
+
+def _uuid(value: Any, name: str) -> uuid.UUID:
+    if type(value) is uuid.UUID:
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise InvalidRow(name, f"is not a UUID: {value[:60]!r}") from None
+    raise InvalidRow(name, f"must be a UUID, got {type(value).__name__}")
+
+
+def _timestamp(value: Any, name: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidRow(name, f"is not an ISO 8601 timestamp: {value[:60]!r}") from None
+    elif not isinstance(value, datetime):
+        raise InvalidRow(name, f"must be a timestamp, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        # A naive time is ambiguous (local? UTC?); guessing would shift data by hours.
+        raise InvalidRow(name, "has no time zone: give an aware datetime or an ISO offset like Z")
+    if value.timestamp() > time.time() + MAX_FUTURE_S:
+        raise InvalidRow(name, f"is more than a day in the future: {value.isoformat()}")
+    return value
+
+
+def _name(value: Any, name: str) -> str:
+    if value in _valid_names:  # services and types repeat: skip the regex on the hot path
+        return value
+    if not isinstance(value, str):
+        raise InvalidRow(name, f"must be a string, got {type(value).__name__}")
+    if len(value) > NAME_MAX_LEN or not NAME_PATTERN.fullmatch(value):
+        raise InvalidRow(
+            name, f"must be lowercase words joined by '-' (like code-roach), got {value[:80]!r}"
+        )
+    if len(_valid_names) < 10_000:
+        _valid_names.add(value)
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise InvalidRow(name, f"must be a string, got {type(value).__name__}")
+        value = str(value)
+    if "\x00" in value:
+        raise InvalidRow(name, "contains a NUL character, which PostgreSQL text cannot hold")
+    return value
+
+
+def _float(value: Any, name: str) -> float:
+    kind = type(value)
+    if kind is not float:
+        if kind is bool or not isinstance(value, int | float):
+            raise InvalidRow(name, f"must be a number, got {kind.__name__}")
+        value = float(value)
+    if not math.isfinite(value):
+        raise InvalidRow(name, f"must be a finite number, got {value}")
+    return value
+
+
+def _between(low: float, high: float) -> Converter:
+    def convert(value: Any, name: str) -> float:
+        number = _float(value, name)
+        if not low <= number <= high:
+            raise InvalidRow(name, f"must be between {low:g} and {high:g}, got {number:g}")
+        return number
+
+    return convert
+
+
+def _encode_json(value: Any, name: str) -> str:
+    try:
+        text = _JSON.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRow(name, f"is not JSON-serialisable ({exc})") from None
+    if len(text) > CONTEXT_LIMIT_BYTES // 4 and len(text.encode()) > CONTEXT_LIMIT_BYTES:
+        raise InvalidRow(
+            name, f"is {len(text.encode())} bytes as JSON; the limit is {CONTEXT_LIMIT_BYTES}"
+        )
+    if "\\u0000" in text:
+        raise InvalidRow(name, "contains a NUL character, which jsonb cannot hold")
+    return text
+
+
+def _json_object(value: Any, name: str) -> str:
+    if type(value) is not dict:
+        if not isinstance(value, Mapping):
+            raise InvalidRow(name, f"must be a JSON object, got {type(value).__name__}")
+        value = dict(value)
+    if not value:
+        return "{}"
+    return _encode_json(value, name)
+
+
+def _json_value(value: Any, name: str) -> str:
+    return _encode_json(value, name)
+
+
+def _feedback_type(value: Any, name: str) -> str:
+    if value not in FEEDBACK_TYPES:
+        raise InvalidRow(name, f"must be one of {', '.join(sorted(FEEDBACK_TYPES))}, got {value!r}")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if type(value) is not int:
+        raise InvalidRow(name, f"must be an integer, got {type(value).__name__}")
+    return value
+
+
+# kind -> (converter, staging column type, binary COPY oid)
+_KINDS: dict[str, tuple[Converter, str, int]] = {
+    "uuid": (_uuid, "uuid", 2950),
+    "timestamp": (_timestamp, "timestamptz", 1184),
+    "name": (_name, "text", 25),
+    "text": (_text, "text", 25),
+    "float": (_float, "float8", 701),
+    "probability": (_between(0.0, 1.0), "float8", 701),
+    "rating": (_between(0.0, 5.0), "float8", 701),
+    "json_object": (_json_object, "text", 25),  # staged as text, cast to jsonb on insert
+    "json": (_json_value, "text", 25),
+    "feedback_type": (_feedback_type, "text", 25),
+    "int": (_int, "int4", 23),
+}
+JSON_KINDS = frozenset({"json_object", "json"})
+FLOAT_KINDS = frozenset({"float", "probability", "rating"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    required: bool = False
+    default: Callable[[], Any] | None = None  # filled client-side when the field is absent
+
+
+@dataclass
+class TableSpec:
+    """One landing table: its columns in COPY order and how to stage and insert a batch."""
+
+    key: str  # short name used by the CLI and in journal records
+    schema: str
+    table: str
+    columns: tuple[Column, ...]
+    id_column: str | None = None  # returned by the write_* call
+    one_of: tuple[str, ...] = ()  # at least one of these must be present
+    _index: dict[str, tuple[int, Converter]] = field(init=False, repr=False)
+    _fill: tuple[tuple[int, Column], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {c.name: (i, _KINDS[c.kind][0]) for i, c in enumerate(self.columns)}
+        self._fill = tuple(
+            (i, c) for i, c in enumerate(self.columns) if c.required or c.default is not None
+        )
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def oids(self) -> list[int]:
+        return [_KINDS[c.kind][2] for c in self.columns]
+
+    def kind_of(self, name: str) -> str | None:
+        item = self._index.get(name)
+        return self.columns[item[0]].kind if item else None
+
+    def validate(self, fields: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A COPY-ready tuple for these fields, or InvalidRow naming the first bad field."""
+        row: list[Any] = [None] * len(self.columns)
+        index = self._index
+        for name, value in fields.items():
+            try:
+                position, convert = index[name]
+            except KeyError:
+                raise InvalidRow(
+                    name, f"is not a column of {self.qualified} ({', '.join(self.names)})"
+                ) from None
+            if value is not None:
+                row[position] = convert(value, name)
+        for position, column in self._fill:
+            if row[position] is None:
+                if column.default is not None:
+                    row[position] = column.default()
+                else:
+                    raise InvalidRow(column.name, "is required")
+        if self.one_of and all(row[index[n][0]] is None for n in self.one_of):
+            raise InvalidRow(self.one_of[0], f"one of {' or '.join(self.one_of)} is required")
+        return tuple(row)
+
+    # -- SQL --------------------------------------------------------------------------------
+    @property
+    def stage(self) -> sql.Identifier:
+        return sql.Identifier(f"_mlwh_stage_{self.key}")
+
+    def create_stage_sql(self) -> sql.Composed:
+        cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_KINDS[c.kind][1]))
+            for c in self.columns
+        )
+        return sql.SQL("create temp table if not exists {} ({}) on commit delete rows").format(
+            self.stage, cols
+        )
+
+    def copy_sql(self) -> sql.Composed:
+        return sql.SQL("copy {} ({}) from stdin (format binary)").format(
+            self.stage, sql.SQL(", ").join(map(sql.Identifier, self.names))
+        )
+
+    def insert_sql(self, where_ctid: bool = False) -> sql.Composed:
+        """Stage -> target; `on conflict do nothing` makes a replayed batch harmless."""
+        exprs = [
+            sql.SQL("{}::jsonb").format(sql.Identifier(c.name))
+            if c.kind in JSON_KINDS
+            else sql.Identifier(c.name)
+            for c in self.columns
+        ]
+        query = sql.SQL("insert into {}.{} ({}) select {} from {}").format(
+            sql.Identifier(self.schema),
+            sql.Identifier(self.table),
+            sql.SQL(", ").join(map(sql.Identifier, self.names)),
+            sql.SQL(", ").join(exprs),
+            self.stage,
+        )
+        if where_ctid:
+            query += sql.SQL(" where ctid = %s::tid")
+        return query + sql.SQL(" on conflict do nothing")
+
+
+def _c(name: str, kind: str, required: bool = False, default: Callable[[], Any] | None = None):
+    return Column(name, kind, required, default)
+
+
+def _const(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+PREDICTIONS = TableSpec(
+    "predictions",
+    "ml_raw",
+    "ml_predictions",
+    (
+        _c("prediction_id", "uuid", default=uuid7),
+        _c("created_at", "timestamp", default=_now),
+        _c("service_name", "name", required=True),
+        _c("prediction_type", "name", required=True),
+        _c("model_id", "uuid"),
+        _c("model_version", "text"),
+        _c("target_entity_type", "text"),
+        _c("target_entity_id", "text"),
+        _c("predicted_value", "float"),
+        _c("prediction_payload", "json"),
+        _c("confidence", "probability"),
+        _c("confidence_interval", "json_object"),
+        _c("context", "json_object", default=_const("{}")),
+        _c("source", "text", default=_const("ml_model")),
+    ),
+    id_column="prediction_id",
+    one_of=("predicted_value", "prediction_payload"),
+)
+
+OUTCOMES = TableSpec(
+    "outcomes",
+    "ml_raw",
+    "ml_prediction_outcomes",
+    (
+        _c("outcome_id", "uuid", default=uuid7),
+        _c("observed_at", "timestamp", default=_now),
+        _c("prediction_id", "uuid", required=True),
+        _c("actual_value", "float", required=True),
+        _c("prediction_created_at", "timestamp"),
+        _c("source", "text", default=_const("ground_truth")),
+    ),
+    id_column="outcome_id",
+)
+
+FEEDBACK = TableSpec(
+    "feedback",
+    "ml_raw",
+    "ml_feedback",
+    (
+        _c("feedback_id", "uuid", default=uuid7),
+        _c("created_at", "timestamp", default=_now),
+        _c("prediction_id", "uuid"),
+        _c("service_name", "name", required=True),
+        _c("feedback_type", "feedback_type", required=True),
+        _c("rating", "rating"),
+        _c("corrected_value", "float"),
+        _c("comment", "text"),
+        _c("user_id", "text"),
+        _c("context", "json_object", default=_const("{}")),
+    ),
+    id_column="feedback_id",
+)
+
+METRICS = TableSpec(
+    "metrics",
+    "ml_raw",
+    "ml_performance_metrics",
+    (
+        _c("metric_id", "uuid", default=uuid7),
+        _c("recorded_at", "timestamp", default=_now),
+        _c("service_name", "name", required=True),
+        _c("model_version", "text"),
+        _c("metric_name", "text", required=True),
+        _c("metric_value", "float", required=True),
+        _c("window_start", "timestamp"),
+        _c("window_end", "timestamp"),
+        _c("dimensions", "json_object", default=_const("{}")),
+    ),
+    id_column="metric_id",
+)
+
+EVENTS = TableSpec(
+    "events",
+    "ml_raw",
+    "learning_events",
+    (
+        _c("event_id", "uuid", default=uuid7),
+        _c("occurred_at", "timestamp", default=_now),
+        _c("event_type", "text", required=True),
+        _c("source", "text", required=True),
+        _c("service_name", "name"),
+        _c("entity_type", "text"),
+        _c("entity_id", "text"),
+        _c("session_id", "text"),
+        _c("payload", "json_object", default=_const("{}")),
+        _c("processed_at", "timestamp"),
+    ),
+    id_column="event_id",
+)
+
+DEAD_LETTERS = TableSpec(
+    "dead_letters",
+    "ml_ops",
+    "dead_letters",
+    (
+        _c("source", "text", required=True),
+        _c("source_line", "int"),
+        _c("target_table", "text", required=True),
+        _c("reason", "text", required=True),
+        _c("payload", "text", required=True),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.key: t for t in (PREDICTIONS, OUTCOMES, FEEDBACK, METRICS, EVENTS, DEAD_LETTERS)
+}

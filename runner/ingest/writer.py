@@ -1,0 +1,717 @@
+"""The Writer: validate and enqueue in the caller's thread; journal and COPY in a background one.
+
+See the package docstring (runner/ingest/__init__.py) for the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+from psycopg._copy_base import format_row_binary  # C-accelerated row encoder (psycopg-binary)
+from psycopg.adapt import Transformer
+
+from runner import db
+from runner.errors import MlwhError
+from runner.ingest.journal import Batch, Journal
+from runner.ingest.tables import (
+    DEAD_LETTERS,
+    EVENTS,
+    FEEDBACK,
+    METRICS,
+    OUTCOMES,
+    PREDICTIONS,
+    TABLES,
+    InvalidRow,
+    TableSpec,
+    uuid7,
+)
+
+log = logging.getLogger("runner.ingest")
+
+# Defaults chosen with bench/ingest.py (2 cores, embedded PostgreSQL 18, partitioned
+# ml_predictions with 4 indexes); see the numbers quoted there. In short: rows/s grows quickly
+# up to ~5k rows per COPY and is flat beyond 10k, while a larger batch only adds latency and
+# memory. A 0.5 s age bounds how stale the warehouse is under light load, and with one COPY per
+# half-second a quiet service costs the database almost nothing.
+DEFAULT_BATCH_SIZE = 5_000
+DEFAULT_MAX_AGE_S = 0.5
+# Rows held in memory before callers wait (each ~0.5 KB): 100k rows ~ 50 MB, i.e. about a
+# second of the writer's peak throughput; during an outage rows move on to the disk journal.
+DEFAULT_QUEUE_SIZE = 100_000
+DEFAULT_PUT_TIMEOUT_S = 5.0
+DEFAULT_STATS_INTERVAL_S = 30.0
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 5.0
+JOURNAL_ROTATE_BYTES = 64 * 1024 * 1024
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_TRAILER = b"\xff\xff"
+
+
+class QueueFull(Exception):
+    """The writer's queue stayed full for the caller's whole timeout (the database is too slow)."""
+
+
+class WriterClosed(RuntimeError):
+    """A write after close()."""
+
+
+def default_spill_dir() -> Path:
+    """`$MLWH_SPOOL_DIR`, else `$MLWH_HOME/spool`, else ~/.mlwh/spool outside a checkout."""
+    env = os.environ.get("MLWH_SPOOL_DIR")
+    if env:
+        return Path(env)
+    try:
+        return db.mlwh_home() / "spool"
+    except MlwhError:
+        return Path.home() / ".mlwh" / "spool"
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Rows the database refuses (class 22 data exception, 23 integrity): retrying won't help."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in ("22", "23")
+
+
+class Writer:
+    """Fast, non-blocking, lossless writer for the ml_raw landing tables.
+
+    `Writer(info)` or `with Writer(info) as w:`; the write_* methods return the row's id.
+    """
+
+    def __init__(
+        self,
+        info: db.ConnInfo | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        put_timeout: float = DEFAULT_PUT_TIMEOUT_S,
+        spill_dir: Path | str | None = None,
+        stats_interval_s: float = DEFAULT_STATS_INTERVAL_S,
+        connect_timeout: float = 5.0,
+        writer_id: str | None = None,
+    ) -> None:
+        if batch_size < 1 or queue_size < 1 or max_age_s <= 0:
+            raise ValueError("batch_size and queue_size must be >= 1 and max_age_s > 0")
+        self.info = info if info is not None else db.resolve().conninfo()
+        self.target = f"{self.info.host}:{self.info.port}/{self.info.dbname}"
+        self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid7().hex[-12:]}"
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else default_spill_dir()
+        self.batch_size = batch_size
+        self.max_age_s = max_age_s
+        self.queue_size = queue_size
+        self.put_timeout = put_timeout
+        self.stats_interval_s = stats_interval_s
+        self.connect_timeout = connect_timeout
+
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)  # producers waiting for room
+        self._settled = threading.Condition(self._lock)  # flush() waiting for the database
+        self._wake = threading.Event()
+        self._bufs: dict[str, list[tuple[Any, ...]]] = {key: [] for key in TABLES}
+        self._queued = 0  # rows in memory
+        self._oldest = 0.0  # monotonic time the oldest row in memory arrived
+        self._accepted = 0
+        self._drained = 0  # accepted rows moved out of memory into batches
+        self._durable = 0  # every row up to this count is in the database
+        self._force_upto = 0  # flush() wants rows up to this count shipped now
+        self._waiting = 0
+        self._closing = False
+        self._closed = False
+        self._close_deadline = 0.0
+        self._close_result: bool | None = None
+
+        self._written = 0
+        self._spilled = 0
+        self._replayed = 0
+        self._rejected = 0
+        self._duplicates = 0
+        self._latencies: deque[float] = deque(maxlen=2048)
+        self._backlog_rows = 0
+
+        self._conn: psycopg.Connection | None = None
+        self._down = False
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_MIN_S
+        self._last_snapshot = time.monotonic()
+        self._transformers: dict[str, Transformer] = {}
+        self._seq = 0
+
+        self._journal: Journal | None = None
+        self._backlog: deque[Batch] = deque()
+        self._orphans: list[Journal] = []
+        try:
+            self._journal = Journal.create(self.spill_dir, self.writer_id, self.target)
+            for journal, batches in Journal.adopt_orphans(self.spill_dir, self.target):
+                self._orphans.append(journal)
+                self._backlog.extend(batches)
+                self._backlog_rows += sum(b.nrows for b in batches)
+                log.info("replaying %d batch(es) left in %s", len(batches), journal.path)
+        except OSError as exc:
+            log.error("spill journal unavailable in %s (%s): rows are held in memory only",
+                      self.spill_dir, exc)
+
+        self._thread = threading.Thread(target=self._run, name=f"mlwh-writer-{self.writer_id}",
+                                        daemon=True)
+        self._thread.start()
+        atexit.register(self._atexit)
+
+    # -- public API: writes ------------------------------------------------------------------
+    def write_prediction(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        """Queue one ml_predictions row; returns its prediction_id (a UUIDv7 unless given)."""
+        row = self._validate(PREDICTIONS, fields)
+        self._put("predictions", row, timeout)
+        return row[0]
+
+    def record_outcome(
+        self,
+        prediction_id: uuid.UUID | str,
+        actual_value: float,
+        observed_at: Any = None,
+        prediction_created_at: Any = None,
+        source: str = "ground_truth",
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> uuid.UUID:
+        """Queue the observed truth for a prediction; returns the outcome_id."""
+        fields.update(
+            prediction_id=prediction_id,
+            actual_value=actual_value,
+            observed_at=observed_at,
+            prediction_created_at=prediction_created_at,
+            source=source,
+        )
+        row = self._validate(OUTCOMES, fields)
+        self._put("outcomes", row, timeout)
+        return row[0]
+
+    def write_feedback(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        """Queue one ml_feedback row; returns its feedback_id."""
+        row = self._validate(FEEDBACK, fields)
+        self._put("feedback", row, timeout)
+        return row[0]
+
+    def write_metric(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        """Queue one ml_performance_metrics row; returns its metric_id."""
+        row = self._validate(METRICS, fields)
+        self._put("metrics", row, timeout)
+        return row[0]
+
+    def write_event(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        """Queue one learning_events row; returns its event_id."""
+        row = self._validate(EVENTS, fields)
+        self._put("events", row, timeout)
+        return row[0]
+
+    def write_dead_letter(
+        self,
+        *,
+        source: str,
+        target_table: str,
+        reason: str,
+        payload: str,
+        source_line: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Queue a rejected input row for ml_ops.dead_letters and count it as rejected."""
+        row = DEAD_LETTERS.validate(
+            {
+                "source": source,
+                "source_line": source_line,
+                "target_table": target_table,
+                "reason": reason,
+                "payload": payload.replace("\x00", "\\0"),
+            }
+        )
+        self._put("dead_letters", row, timeout)
+        with self._lock:
+            self._rejected += 1
+
+    def put_validated(
+        self, spec: TableSpec, row: tuple[Any, ...], timeout: float | None = None
+    ) -> None:
+        """Queue a row already returned by `spec.validate` (bulk loads validate on their own)."""
+        self._put(spec.key, row, timeout)
+
+    # -- public API: asyncio -------------------------------------------------------------------
+    # The write_* methods never wait for the database, so calling them from a coroutine is fine.
+    # Only a full queue makes them wait; the a* variants wait for room with asyncio.sleep
+    # instead, so the event loop keeps running.
+    async def awrite_prediction(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        return await self._async(self.write_prediction, timeout, fields)
+
+    async def arecord_outcome(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        return await self._async(self.record_outcome, timeout, fields)
+
+    async def awrite_feedback(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        return await self._async(self.write_feedback, timeout, fields)
+
+    async def awrite_metric(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        return await self._async(self.write_metric, timeout, fields)
+
+    async def awrite_event(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
+        return await self._async(self.write_event, timeout, fields)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.close, timeout)
+
+    async def _async(
+        self, method: Callable[..., uuid.UUID], timeout: float | None, fields: dict[str, Any]
+    ) -> uuid.UUID:
+        limit = self.put_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        delay = 0.001
+        while True:
+            try:
+                return method(timeout=0, **fields)
+            except QueueFull:
+                if time.monotonic() >= deadline:
+                    raise QueueFull(
+                        f"writer queue full ({self.queue_size} rows) for {limit:g} s"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    # -- public API: control -------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row accepted so far is in the database; False on timeout.
+
+        While the database is down this waits for it (rows are safe in the journal meanwhile).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._accepted
+            self._force_upto = max(self._force_upto, target)
+        self._wake.set()
+        with self._lock:
+            while self._durable < target:
+                if not self._thread.is_alive():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._settled.wait(0.5 if remaining is None else min(remaining, 0.5))
+        return True
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until every row accepted so far is in the spill journal on disk (not yet
+        necessarily in the database); False on timeout. After it, a crash loses none of them."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._accepted
+            self._force_upto = max(self._force_upto, target)
+        self._wake.set()
+        with self._lock:
+            while self._drained < target:
+                if not self._thread.is_alive():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._settled.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flush, record final stats and stop; True when everything reached the database.
+
+        When the database stays unreachable for `timeout` seconds the journal is left on disk
+        (a warning names it) and the next Writer with the same spool directory replays it.
+        """
+        with self._lock:
+            if self._close_result is not None:
+                return self._close_result
+            self._closing = True
+            self._close_deadline = time.monotonic() + timeout
+            self._force_upto = self._accepted
+        self._wake.set()
+        self._thread.join(timeout + 30)
+        with self._lock:
+            self._closed = True
+            self._space.notify_all()
+            left = self._accepted - self._durable
+            self._close_result = left == 0 and not self._thread.is_alive()
+        atexit.unregister(self._atexit)
+        if not self._close_result:
+            where = self._journal.path if self._journal else "memory (no journal)"
+            log.warning(
+                "writer closed with %d row(s) not yet in the database; they stay in %s and the "
+                "next writer using %s replays them",
+                left,
+                where,
+                self.spill_dir,
+            )
+        return self._close_result
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start; `queued` counts rows in memory plus rows waiting in the journal."""
+        with self._lock:
+            lat = sorted(self._latencies)
+            result = {
+                "writer_id": self.writer_id,
+                "queued": self._queued + self._backlog_rows,
+                "in_memory": self._queued,
+                "accepted": self._accepted,
+                "written": self._written,
+                "spilled": self._spilled,
+                "replayed": self._replayed,
+                "rejected": self._rejected,
+                "duplicates": self._duplicates,
+                "backlog_batches": len(self._backlog),
+                "database_down": self._down,
+            }
+        for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+            result[f"flush_{name}_ms"] = (
+                round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 3) if lat else None
+            )
+        return result
+
+    # -- caller side -----------------------------------------------------------------------------
+    def _validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
+        try:
+            return spec.validate(fields)
+        except InvalidRow:
+            with self._lock:
+                self._rejected += 1
+            raise
+
+    def _put(self, key: str, row: tuple[Any, ...], timeout: float | None) -> None:
+        wake = False
+        with self._lock:
+            if self._closed or self._closing:
+                raise WriterClosed("this writer is closed")
+            if self._queued >= self.queue_size:
+                self._wait_for_room(timeout)
+            if not self._queued:
+                self._oldest = time.monotonic()
+            self._bufs[key].append(row)
+            self._queued += 1
+            self._accepted += 1
+            if self._queued == self.batch_size:
+                wake = True
+        if wake:
+            self._wake.set()
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        """Back-pressure (lock held): wait for the flusher to drain memory, up to the timeout."""
+        limit = self.put_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        self._wake.set()
+        self._waiting += 1
+        try:
+            while self._queued >= self.queue_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    raise QueueFull(
+                        f"writer queue full ({self.queue_size} rows) for {limit:g} s: the "
+                        "database is not keeping up; retry, shed load, or raise queue_size"
+                    )
+                self._space.wait(remaining)
+        finally:
+            self._waiting -= 1
+
+    def _atexit(self) -> None:
+        self.close(timeout=10.0)
+
+    # -- flusher thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                if self._step():
+                    break
+            except Exception:  # never let the flusher die: rows are journaled, log and retry
+                log.exception("writer %s: unexpected error in the flusher", self.writer_id)
+                self._disconnect()
+                time.sleep(1.0)
+        self._shutdown()
+
+    def _step(self) -> bool:
+        """One round: ship due rows to the journal, write the backlog; True when done closing."""
+        self._wake.wait(self._sleep_for())
+        self._wake.clear()
+        self._journal_due_rows()
+        self._write_backlog()
+        self._settle()
+        now = time.monotonic()
+        if now - self._last_snapshot >= self.stats_interval_s:
+            self._last_snapshot = now
+            self._snapshot()
+        with self._lock:
+            if not self._closing or self._queued:
+                return False
+            return not self._backlog or now >= self._close_deadline
+
+    def _sleep_for(self) -> float:
+        with self._lock:
+            if self._closing or self._force_upto > self._drained:
+                return 0.0
+            wait = self.stats_interval_s - (time.monotonic() - self._last_snapshot)
+            if self._queued:
+                wait = min(wait, self.max_age_s - (time.monotonic() - self._oldest))
+            if self._backlog:
+                wait = min(wait, self._retry_at - time.monotonic() if self._down else 0.0)
+        return max(0.0, min(wait, 1.0))
+
+    def _due(self) -> bool:
+        """Lock held: should memory be shipped now?"""
+        return bool(self._queued) and (
+            self._queued >= self.batch_size
+            or self._closing
+            or self._force_upto > self._drained
+            or time.monotonic() - self._oldest >= self.max_age_s
+        )
+
+    def _journal_due_rows(self) -> None:
+        with self._lock:
+            if not self._due():
+                return
+            taken = {key: rows for key, rows in self._bufs.items() if rows}
+            for key in taken:
+                self._bufs[key] = []
+            drained_upto = self._accepted
+            self._queued = 0
+            if self._waiting:
+                self._space.notify_all()
+        batches: list[Batch] = []
+        for key, rows in taken.items():
+            spec = TABLES[key]
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                batches.append(self._journal_batch(spec, chunk))
+        if self._journal is not None:
+            try:
+                self._journal.sync()  # group commit: one fsync for everything drained this round
+            except OSError as exc:
+                log.error("cannot fsync spill journal %s: %s", self._journal.path, exc)
+        with self._lock:
+            if self._down:
+                for batch in batches:
+                    batch.replay = True
+                    self._spilled += batch.nrows
+            self._backlog.extend(batches)
+            self._backlog_rows += sum(b.nrows for b in batches)
+            self._drained = drained_upto
+
+    def _journal_batch(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> Batch:
+        tx = self._transformers.get(spec.key)
+        if tx is None:
+            tx = Transformer(psycopg.adapters)
+            tx.set_dumper_types(spec.oids, pq.Format.BINARY)
+            self._transformers[spec.key] = tx
+        out = bytearray(_SIGNATURE)
+        for row in rows:
+            format_row_binary(row, tx, out)
+        out += _TRAILER
+        self._seq += 1
+        if self._journal is not None:
+            try:
+                return self._journal.append_batch(self._seq, spec.key, len(rows), out)
+            except OSError as exc:
+                log.error("cannot append to spill journal %s: %s", self._journal.path, exc)
+        return Batch(None, self._seq, spec.key, len(rows), 0, len(out), payload=bytes(out))
+
+    def _write_backlog(self) -> None:
+        """Write journaled batches in order; stop at the first transient failure."""
+        if not self._backlog or (self._down and time.monotonic() < self._retry_at):
+            return
+        try:
+            conn = self._connection()
+            while self._backlog:
+                batch = self._backlog[0]
+                self._write_batch(conn, batch)
+                with self._lock:
+                    self._backlog.popleft()
+                    self._backlog_rows -= batch.nrows
+                self._batch_done(batch)
+                with self._lock:
+                    if self._due():
+                        break  # let the caller's rows into the journal before going on
+        except Exception as exc:
+            self._disconnect()
+            with self._lock:
+                if not self._down:
+                    log.warning(
+                        "writer %s: database unavailable (%s); spilling to %s and retrying",
+                        self.writer_id,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                        self.spill_dir,
+                    )
+                    self._retry_delay = RETRY_MIN_S
+                else:
+                    self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+                self._down = True
+                self._retry_at = time.monotonic() + self._retry_delay
+                for batch in self._backlog:
+                    if not batch.replay:
+                        batch.replay = True
+                        self._spilled += batch.nrows
+            return
+        with self._lock:
+            if self._down:
+                log.info("writer %s: database reachable again", self.writer_id)
+            self._down = False
+
+    def _batch_done(self, batch: Batch) -> None:
+        journal = batch.journal
+        if journal is None:
+            return
+        try:
+            journal.mark_done(batch.seq)
+            if journal is self._journal:
+                journal.reset_if_idle(JOURNAL_ROTATE_BYTES)
+            elif journal.pending == 0:
+                journal.close(remove=True)
+                self._orphans.remove(journal)
+        except OSError as exc:
+            log.error("cannot update spill journal %s: %s", journal.path, exc)
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            conn = db.connect(self.info, connect_timeout=max(1, int(self.connect_timeout)))
+            try:
+                conn.execute("set application_name = 'mlwh-writer'")
+                for spec in TABLES.values():
+                    conn.execute(spec.create_stage_sql())
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken connection: nothing left to save
+                pass
+            self._conn = None
+
+    def _write_batch(self, conn: psycopg.Connection, batch: Batch) -> None:
+        spec = TABLES[batch.table]
+        data = batch.data()
+        started = time.perf_counter()
+        rejected = 0
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(spec.copy_sql()) as copy:
+                    copy.write(data)
+                cur.execute(spec.insert_sql())
+                inserted = cur.rowcount
+        except psycopg.Error as exc:
+            if not _is_data_error(exc) or conn.closed:
+                raise
+            inserted, rejected = self._write_row_by_row(conn, spec, data)
+        elapsed = time.perf_counter() - started
+        with self._lock:
+            self._latencies.append(elapsed)
+            self._written += inserted
+            self._rejected += rejected
+            self._duplicates += batch.nrows - inserted - rejected
+            if batch.replay:
+                self._replayed += batch.nrows
+
+    def _write_row_by_row(
+        self, conn: psycopg.Connection, spec: TableSpec, data: bytes
+    ) -> tuple[int, int]:
+        """The slow path for a batch the database refused: good rows in, bad ones dead-lettered."""
+        inserted = rejected = 0
+        insert_one = spec.insert_sql(where_ctid=True)
+        dead_letter = sql.SQL(
+            "insert into ml_ops.dead_letters (source, target_table, reason, payload) "
+            "select 'writer', %s, %s, row_to_json(s)::text from {} as s where ctid = %s::tid"
+        ).format(spec.stage)
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(spec.copy_sql()) as copy:
+                copy.write(data)
+            cur.execute(sql.SQL("select ctid::text from {}").format(spec.stage))
+            for (ctid,) in cur.fetchall():
+                try:
+                    with conn.transaction():
+                        cur.execute(insert_one, [ctid])
+                        inserted += cur.rowcount
+                except psycopg.Error as exc:
+                    if not _is_data_error(exc):
+                        raise
+                    rejected += 1
+                    reason = f"rejected by the database: {exc.diag.message_primary or exc}"
+                    if exc.diag.message_detail:
+                        reason += f" ({exc.diag.message_detail})"
+                    if spec is DEAD_LETTERS:
+                        log.error("dropping a dead letter the database refused: %s", reason)
+                        continue
+                    cur.execute(dead_letter, [spec.qualified, reason, ctid])
+        return inserted, rejected
+
+    def _settle(self) -> None:
+        with self._lock:
+            if not self._backlog and self._durable < self._drained:
+                self._durable = self._drained
+                self._settled.notify_all()
+
+    def _snapshot(self) -> None:
+        """Best effort: one row in ml_ops.writer_stats, so checks can alert on a growing queue."""
+        if self._down:
+            return
+        s = self.stats()
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(
+                    "insert into ml_ops.writer_stats (writer_id, host, pid, queued, written, "
+                    "spilled, replayed, rejected, duplicates, flush_p50_ms, flush_p95_ms, "
+                    "flush_p99_ms) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        self.writer_id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        s["queued"],
+                        s["written"],
+                        s["spilled"],
+                        s["replayed"],
+                        s["rejected"],
+                        s["duplicates"],
+                        s["flush_p50_ms"],
+                        s["flush_p95_ms"],
+                        s["flush_p99_ms"],
+                    ],
+                )
+        except Exception as exc:
+            log.warning("writer %s: could not record stats: %s", self.writer_id, exc)
+            if self._conn is not None and self._conn.closed:
+                self._disconnect()
+
+    def _shutdown(self) -> None:
+        self._snapshot()
+        self._disconnect()
+        for journal in self._orphans:
+            journal.close(remove=False)
+        if self._journal is not None:
+            with self._lock:
+                clean = not self._backlog and not self._queued
+            self._journal.close(remove=clean)
+        with self._lock:
+            self._settled.notify_all()

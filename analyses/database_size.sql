@@ -1,0 +1,22 @@
+{# Seed 000 query 3, "Check Database Size": table sizes, partitions rolled up. #}
+with
+
+sizes as (
+
+    select * from {{ ref('mart_table_sizes') }}
+
+),
+
+final as (
+
+    select
+        schema_name,
+        table_name,
+        size_pretty as size,
+        size_bytes
+    from sizes
+
+)
+
+select * from final
+order by size_bytes desc

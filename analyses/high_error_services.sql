@@ -1,0 +1,22 @@
+{# Seed 000 "Issue 2: High Error Rates": services whose 7-day error rate is above 20%. #}
+with
+
+health as (
+
+    select * from {{ ref('mart_service_health') }}
+
+),
+
+final as (
+
+    select
+        service_name,
+        error_rate_7d as avg_error,
+        labeled_7d_count
+    from health
+    where error_rate_7d > 0.2
+
+)
+
+select * from final
+order by avg_error desc

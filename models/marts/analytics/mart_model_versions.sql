@@ -1,0 +1,132 @@
+{#
+    Model registry (seed 002/004 ml_models) beside training, offline evaluation and online
+    performance: one row per registered model version. Online figures come from
+    fct_prediction_outcomes (predictions whose model_id, from the staged log, is this model),
+    over the 30 days before the newest prediction. The champion of a model_name is its active version deployed last;
+    every other active version is a challenger.
+#}
+{{ config(contract={'enforced': true}) }}
+
+with
+
+models as (
+
+    select * from {{ ref('stg_ml_raw__ml_models') }}
+
+),
+
+training as (
+
+    select * from {{ ref('stg_ml_raw__model_training_sessions') }}
+
+),
+
+evaluations as (
+
+    select * from {{ ref('stg_ml_raw__model_evaluations') }}
+
+),
+
+outcomes as (
+
+    select * from {{ ref('fct_prediction_outcomes') }}
+
+),
+
+predictions as (
+
+    select * from {{ ref('stg_ml_raw__predictions') }}
+
+),
+
+latest_training as (
+
+    select distinct on (model_id)
+        model_id,
+        training_loss,
+        validation_loss,
+        finished_at as trained_at
+    from training
+    order by model_id asc, started_at desc
+
+),
+
+latest_evaluation as (
+
+    select distinct on (model_id)
+        model_id,
+        accuracy as offline_accuracy,
+        precision_score as offline_precision,
+        recall as offline_recall,
+        f1_score as offline_f1,
+        evaluated_at
+    from evaluations
+    order by model_id asc, evaluated_at desc
+
+),
+
+online as (
+
+    {# The fact table carries model_version only; model_id comes from the staged log. #}
+    select
+        predictions.model_id,
+        count(*)::bigint as online_prediction_count,
+        count(*) filter (where outcomes.label_status = 'labeled')::bigint
+            as online_labeled_count,
+        avg(outcomes.is_correct::integer::double precision) as online_share_correct,
+        avg(outcomes.abs_error) filter (where outcomes.prediction_kind = 'regression')
+            as online_mae,
+        max(outcomes.created_at) as last_prediction_at
+    from outcomes
+    inner join predictions
+        on
+            outcomes.prediction_id = predictions.prediction_id
+            and outcomes.created_at = predictions.created_at
+    where
+        predictions.model_id is not null
+        and outcomes.created_at > (select max(reference.created_at) from outcomes as reference)
+        - interval '30 days'
+        and predictions.created_at > (
+            select max(reference.created_at) from outcomes as reference
+        ) - interval '30 days'
+    group by predictions.model_id
+
+),
+
+final as (
+
+    select
+        models.model_id,
+        models.model_name,
+        models.version,
+        models.model_type,
+        models.framework,
+        models.status,
+        models.is_active,
+        models.created_at,
+        models.deployed_at,
+        latest_training.training_loss,
+        latest_training.validation_loss,
+        latest_training.trained_at,
+        latest_evaluation.offline_accuracy,
+        latest_evaluation.offline_precision,
+        latest_evaluation.offline_recall,
+        latest_evaluation.offline_f1,
+        latest_evaluation.evaluated_at,
+        online.online_share_correct,
+        online.online_mae,
+        online.last_prediction_at,
+        models.is_active and models.deployed_at is not null and models.deployed_at = max(
+            models.deployed_at
+        ) filter (where models.is_active) over (partition by models.model_name) as is_champion,
+        coalesce(online.online_prediction_count, 0)::bigint as online_prediction_count,
+        coalesce(online.online_labeled_count, 0)::bigint as online_labeled_count,
+        online.online_share_correct - latest_evaluation.offline_accuracy as accuracy_drop
+    from models
+    left join latest_training on models.model_id = latest_training.model_id
+    left join latest_evaluation on models.model_id = latest_evaluation.model_id
+    left join online on models.model_id = online.model_id
+
+)
+
+select * from final

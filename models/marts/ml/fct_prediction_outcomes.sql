@@ -1,0 +1,265 @@
+{#
+    One row per prediction with its latest outcome and its feedback.
+
+    An outcome (or feedback) counts when it is observed within
+    [created_at, created_at + label_lookback_days]; the same rule holds in full refreshes and
+    incremental runs, which is what makes a sequence of incremental runs equal a full refresh.
+    label_status is relative to the newest prediction in the data (`reference_at`), not to
+    now(), for the same reason.
+
+    Incremental runs look at predictions created at most label_lookback_days before the newest
+    one already loaded and reprocess those that changed: new predictions, predictions with new
+    outcomes or feedback (by ingested_at, minus ingest_watermark_margin_minutes for late
+    commits), and pending predictions whose lookback has now run out. Predictions that arrive
+    more than label_lookback_days late need a --full-refresh.
+#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='prediction_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['prediction_id'], 'unique': true},
+            {'columns': ['created_at']},
+        ],
+    )
+}}
+
+{%- set lookback = "interval '1 day' * " ~ (var('label_lookback_days', 30) | int) -%}
+{%- set margin = "interval '1 minute' * "
+    ~ (var('ingest_watermark_margin_minutes', 60) | int) -%}
+{%- set feedback_since = "(select previous_run.window_start from previous_run)"
+    if is_incremental() else "'-infinity'::timestamptz" -%}
+
+with
+
+{% if is_incremental() %}
+    previous_run as (
+
+        select
+            coalesce(max(created_at) - {{ lookback }}, '-infinity') as window_start,
+            coalesce(max(last_ingested_at) - {{ margin }}, '-infinity') as ingested_after
+        from {{ this }}
+
+    ),
+{% endif %}
+
+predictions as (
+
+    select * from {{ ref('stg_ml_raw__predictions') }}
+    {% if is_incremental() %}
+        where created_at >= (select previous_run.window_start from previous_run)
+    {% endif %}
+
+),
+
+outcomes as (
+
+    select * from {{ ref('stg_ml_raw__prediction_outcomes') }}
+    {% if is_incremental() %}
+        where observed_at >= (select previous_run.window_start from previous_run)
+    {% endif %}
+
+),
+
+feedback as (
+
+    select * from {{ ref('stg_ml_raw__feedback') }}
+    where
+        prediction_id is not null
+        and created_at >= {{ feedback_since }}
+
+),
+
+prediction_types as (
+
+    select * from {{ ref('prediction_types') }}
+
+),
+
+reference as (
+
+    select max(created_at) as reference_at from predictions
+
+),
+
+{% if is_incremental() %}
+    changed as (
+
+        select predictions.prediction_id
+        from predictions
+        where predictions.ingested_at >= (select previous_run.ingested_after from previous_run)
+
+        union
+
+        select outcomes.prediction_id
+        from outcomes
+        where outcomes.ingested_at >= (select previous_run.ingested_after from previous_run)
+
+        union
+
+        select feedback.prediction_id
+        from feedback
+        where feedback.ingested_at >= (select previous_run.ingested_after from previous_run)
+
+        union
+
+        select loaded.prediction_id
+        from {{ this }} as loaded
+        where
+            loaded.label_status = 'pending'
+            and loaded.created_at >= (select previous_run.window_start from previous_run)
+            and loaded.created_at <= (select reference.reference_at from reference) - {{ lookback }}
+
+    ),
+{% endif %}
+
+scoped as (
+
+    select predictions.*
+    from predictions
+    {% if is_incremental() %}
+        inner join changed on predictions.prediction_id = changed.prediction_id
+    {% endif %}
+
+),
+
+matched_outcomes as (
+
+    select
+        outcomes.prediction_id,
+        outcomes.observed_at,
+        outcomes.actual_value,
+        row_number() over (
+            partition by outcomes.prediction_id
+            order by outcomes.observed_at desc, outcomes.outcome_id desc
+        ) as recency_rank,
+        count(*) over (partition by outcomes.prediction_id) as outcome_count,
+        min(outcomes.observed_at) over (partition by outcomes.prediction_id) as first_observed_at,
+        max(outcomes.ingested_at) over (partition by outcomes.prediction_id) as last_ingested_at
+    from outcomes
+    inner join scoped
+        on
+            outcomes.prediction_id = scoped.prediction_id
+            and outcomes.observed_at >= scoped.created_at
+            and outcomes.observed_at <= scoped.created_at + {{ lookback }}
+
+),
+
+latest_outcomes as (
+
+    select * from matched_outcomes
+    where recency_rank = 1
+
+),
+
+matched_feedback as (
+
+    select
+        feedback.prediction_id,
+        feedback.feedback_type,
+        feedback.rating,
+        feedback.created_at,
+        row_number() over (
+            partition by feedback.prediction_id
+            order by feedback.created_at desc, feedback.feedback_id desc
+        ) as recency_rank,
+        count(*) over (partition by feedback.prediction_id) as feedback_count,
+        max(feedback.ingested_at) over (partition by feedback.prediction_id) as last_ingested_at
+    from feedback
+    inner join scoped
+        on
+            feedback.prediction_id = scoped.prediction_id
+            and feedback.created_at >= scoped.created_at
+            and feedback.created_at <= scoped.created_at + {{ lookback }}
+
+),
+
+latest_feedback as (
+
+    select * from matched_feedback
+    where recency_rank = 1
+
+),
+
+joined as (
+
+    select
+        scoped.prediction_id,
+        scoped.created_at,
+        scoped.created_date,
+        scoped.service_name,
+        scoped.prediction_type,
+        prediction_types.kind as prediction_kind,
+        scoped.model_version,
+        scoped.predicted_value,
+        scoped.confidence,
+        latest_outcomes.actual_value,
+        prediction_types.tolerance,
+        latest_outcomes.first_observed_at as labeled_at,
+        latest_outcomes.observed_at as actual_observed_at,
+        latest_feedback.feedback_type as latest_feedback_type,
+        latest_feedback.rating as latest_feedback_rating,
+        latest_feedback.created_at as latest_feedback_at,
+        reference.reference_at,
+        scoped.predicted_value - latest_outcomes.actual_value as error,
+        case
+            when prediction_types.kind = 'binary_classification'
+                then (scoped.predicted_value >= prediction_types.decision_threshold)::integer
+        end as predicted_class,
+        coalesce(latest_outcomes.outcome_count, 0)::integer as outcome_count,
+        coalesce(latest_feedback.feedback_count, 0)::integer as feedback_count,
+        greatest(
+            scoped.ingested_at, latest_outcomes.last_ingested_at, latest_feedback.last_ingested_at
+        ) as last_ingested_at
+    from scoped
+    cross join reference
+    left join prediction_types on scoped.prediction_type = prediction_types.prediction_type
+    left join latest_outcomes on scoped.prediction_id = latest_outcomes.prediction_id
+    left join latest_feedback on scoped.prediction_id = latest_feedback.prediction_id
+
+),
+
+final as (
+
+    select
+        prediction_id,
+        created_at,
+        created_date,
+        service_name,
+        prediction_type,
+        prediction_kind,
+        model_version,
+        predicted_value,
+        confidence,
+        actual_value,
+        error,
+        abs(error) as abs_error,
+        error * error as squared_error,
+        predicted_class,
+        case
+            when prediction_kind = 'binary_classification'
+                then predicted_class::double precision = actual_value
+            when prediction_kind = 'regression'
+                then abs(error) <= tolerance
+        end as is_correct,
+        case
+            when labeled_at is not null then 'labeled'
+            when created_at > reference_at - {{ lookback }} then 'pending'
+            else 'expired'
+        end as label_status,
+        labeled_at,
+        extract(epoch from labeled_at - created_at)::double precision as label_lag_seconds,
+        actual_observed_at,
+        outcome_count,
+        feedback_count,
+        latest_feedback_type,
+        latest_feedback_rating,
+        latest_feedback_at,
+        last_ingested_at
+    from joined
+
+)
+
+select * from final

@@ -1,0 +1,72 @@
+{#
+    Reliability diagram per day, service, prediction type and model version: labeled predictions
+    with a confidence fall in 10 equal-width bins (confidence 1.0 joins the top bin). `gap` is
+    |observed share correct - mean confidence|; mart_performance_daily turns the bins into ECE
+    (count-weighted mean gap) and MCE (largest gap).
+#}
+{{ config(contract={'enforced': true}) }}
+
+with
+
+outcomes as (
+
+    select * from {{ ref('fct_prediction_outcomes') }}
+
+),
+
+binned as (
+
+    select
+        created_date as metric_date,
+        service_name,
+        prediction_type,
+        confidence,
+        is_correct,
+        coalesce(model_version, 'unversioned') as model_version,
+        least(width_bucket(confidence, 0, 1, 10), 10) as bin_number
+    from outcomes
+    where
+        label_status = 'labeled'
+        and confidence is not null
+        and is_correct is not null
+
+),
+
+bins as (
+
+    select
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        bin_number,
+        count(*)::bigint as prediction_count,
+        avg(confidence) as mean_confidence,
+        avg(is_correct::integer::double precision) as observed_share_correct
+    from binned
+    group by metric_date, service_name, prediction_type, model_version, bin_number
+
+),
+
+final as (
+
+    select
+        {{ surrogate_key([
+            'metric_date', 'service_name', 'prediction_type', 'model_version', 'bin_number'
+        ]) }} as calibration_bin_id,
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        bin_number,
+        (bin_number - 1) / 10.0::double precision as bin_lower,
+        bin_number / 10.0::double precision as bin_upper,
+        prediction_count,
+        mean_confidence,
+        observed_share_correct,
+        abs(observed_share_correct - mean_confidence) as gap
+    from bins
+
+)
+
+select * from final

@@ -1,0 +1,219 @@
+{#
+    Online model performance per day (of the prediction), service, prediction type and model
+    version. Counts cover every prediction; the metrics cover labeled ones only, regression
+    metrics for regression types and classification metrics for binary types
+    (seeds/prediction_types.csv says which). A day's metrics settle once its labels are in:
+    see mart_label_coverage_daily.
+#}
+{{ config(contract={'enforced': true}) }}
+
+with
+
+outcomes as (
+
+    select * from {{ ref('fct_prediction_outcomes') }}
+
+),
+
+calibration as (
+
+    select * from {{ ref('mart_calibration_daily') }}
+
+),
+
+base as (
+
+    select
+        created_date as metric_date,
+        service_name,
+        prediction_type,
+        prediction_kind,
+        predicted_value,
+        actual_value,
+        error,
+        abs_error,
+        squared_error,
+        predicted_class,
+        is_correct,
+        label_status,
+        coalesce(model_version, 'unversioned') as model_version,
+        label_status = 'labeled' and prediction_kind = 'regression' as is_regression_label,
+        label_status = 'labeled'
+        and prediction_kind = 'binary_classification' as is_binary_label
+    from outcomes
+
+),
+
+ranked as (
+
+    {# Mann-Whitney: average rank for ties = rank() + (size of the tie group - 1) / 2. #}
+    select
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        actual_value,
+        rank() over by_value + (count(*) over ties - 1) / 2.0 as average_rank
+    from base
+    where is_binary_label
+    window
+        by_value as (
+            partition by metric_date, service_name, prediction_type, model_version
+            order by predicted_value
+        ),
+        ties as (
+            partition by metric_date, service_name, prediction_type, model_version, predicted_value
+        )
+
+),
+
+auc as (
+
+    select
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        count(*) filter (where actual_value = 1) as positive_count,
+        count(*) filter (where actual_value = 0) as negative_count,
+        sum(average_rank) filter (where actual_value = 1) as positive_rank_sum
+    from ranked
+    group by metric_date, service_name, prediction_type, model_version
+
+),
+
+calibration_summary as (
+
+    select
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        sum(prediction_count * gap) / sum(prediction_count) as ece,
+        max(gap) as mce
+    from calibration
+    group by metric_date, service_name, prediction_type, model_version
+
+),
+
+aggregated as (
+
+    select
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        max(prediction_kind) as prediction_kind,
+        count(*)::bigint as prediction_count,
+        count(*) filter (where label_status = 'labeled')::bigint as labeled_count,
+        count(*) filter (where label_status = 'pending')::bigint as pending_count,
+        count(*) filter (where label_status = 'expired')::bigint as expired_count,
+        {# regression #}
+        avg(abs_error) filter (where is_regression_label) as mae,
+        sqrt(avg(squared_error) filter (where is_regression_label)) as rmse,
+        avg(error) filter (where is_regression_label) as bias,
+        avg(abs_error / abs(actual_value))
+        filter (where is_regression_label and actual_value <> 0) as mape,
+        count(*) filter (where is_regression_label and actual_value = 0)::bigint
+            as mape_excluded_count,
+        sum(squared_error) filter (where is_regression_label) as ss_residual,
+        var_pop(actual_value) filter (where is_regression_label)
+        * count(*) filter (where is_regression_label) as ss_total,
+        min(actual_value) filter (where is_regression_label)
+        = max(actual_value) filter (where is_regression_label) as is_actual_constant,
+        percentile_cont(0.5) within group (order by abs_error)
+        filter (where is_regression_label) as p50_abs_error,
+        percentile_cont(0.9) within group (order by abs_error)
+        filter (where is_regression_label) as p90_abs_error,
+        stddev_samp(error) filter (where is_regression_label) as error_stddev,
+        min(error) filter (where is_regression_label) as min_error,
+        max(error) filter (where is_regression_label) as max_error,
+        {# binary classification #}
+        avg(is_correct::integer::double precision) filter (where is_binary_label) as accuracy,
+        count(*) filter (where is_binary_label and predicted_class = 1 and actual_value = 1)
+            as true_positive_count,
+        count(*) filter (where is_binary_label and predicted_class = 1 and actual_value = 0)
+            as false_positive_count,
+        count(*) filter (where is_binary_label and predicted_class = 0 and actual_value = 1)
+            as false_negative_count,
+        -avg(
+            actual_value * ln(least(greatest(predicted_value, 1e-15), 1 - 1e-15))
+            + (1 - actual_value) * ln(1 - least(greatest(predicted_value, 1e-15), 1 - 1e-15))
+        ) filter (where is_binary_label) as log_loss,
+        avg(squared_error) filter (where is_binary_label) as brier
+    from base
+    group by metric_date, service_name, prediction_type, model_version
+
+),
+
+final as (
+
+    select
+        {{ surrogate_key([
+            'aggregated.metric_date', 'aggregated.service_name',
+            'aggregated.prediction_type', 'aggregated.model_version'
+        ]) }} as performance_daily_id,
+        aggregated.metric_date,
+        aggregated.service_name,
+        aggregated.prediction_type,
+        aggregated.model_version,
+        aggregated.prediction_kind,
+        aggregated.prediction_count,
+        aggregated.labeled_count,
+        aggregated.pending_count,
+        aggregated.expired_count,
+        aggregated.mae,
+        aggregated.rmse,
+        aggregated.bias,
+        aggregated.mape,
+        aggregated.mape_excluded_count,
+        case
+            when not aggregated.is_actual_constant and aggregated.ss_total > 0
+                then 1 - aggregated.ss_residual / aggregated.ss_total
+        end as r2,
+        aggregated.p50_abs_error,
+        aggregated.p90_abs_error,
+        aggregated.error_stddev,
+        aggregated.min_error,
+        aggregated.max_error,
+        aggregated.accuracy,
+        {{ safe_divide(
+            'aggregated.true_positive_count',
+            'aggregated.true_positive_count + aggregated.false_positive_count'
+        ) }} as precision,  -- noqa: RF04
+        {{ safe_divide(
+            'aggregated.true_positive_count',
+            'aggregated.true_positive_count + aggregated.false_negative_count'
+        ) }} as recall,
+        case when aggregated.prediction_kind = 'binary_classification' then
+            {{ safe_divide(
+                '2 * aggregated.true_positive_count',
+                '2 * aggregated.true_positive_count + aggregated.false_positive_count'
+                ~ ' + aggregated.false_negative_count'
+            ) }}
+        end as f1,
+        {{ safe_divide(
+            'auc.positive_rank_sum - auc.positive_count * (auc.positive_count + 1) / 2.0',
+            'auc.positive_count * auc.negative_count'
+        ) }} as auc,
+        aggregated.log_loss,
+        aggregated.brier,
+        calibration_summary.ece,
+        calibration_summary.mce
+    from aggregated
+    left join auc
+        on
+            aggregated.metric_date = auc.metric_date
+            and aggregated.service_name = auc.service_name
+            and aggregated.prediction_type = auc.prediction_type
+            and aggregated.model_version = auc.model_version
+    left join calibration_summary
+        on
+            aggregated.metric_date = calibration_summary.metric_date
+            and aggregated.service_name = calibration_summary.service_name
+            and aggregated.prediction_type = calibration_summary.prediction_type
+            and aggregated.model_version = calibration_summary.model_version
+
+)
+
+select * from final

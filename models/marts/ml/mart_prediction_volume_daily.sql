@@ -1,0 +1,45 @@
+{#
+    Seed 000's "prediction volume": predictions per day and service, with the mean predicted
+    value and confidence.
+#}
+{{ config(contract={'enforced': true}) }}
+
+with
+
+outcomes as (
+
+    select * from {{ ref('fct_prediction_outcomes') }}
+
+),
+
+daily as (
+
+    select
+        created_date as metric_date,
+        service_name,
+        count(*)::bigint as prediction_count,
+        avg(predicted_value) as avg_predicted_value,
+        avg(confidence) as avg_confidence,
+        min(created_at) as first_prediction_at,
+        max(created_at) as last_prediction_at
+    from outcomes
+    group by created_date, service_name
+
+),
+
+final as (
+
+    select
+        {{ surrogate_key(['metric_date', 'service_name']) }} as volume_daily_id,
+        metric_date,
+        service_name,
+        prediction_count,
+        avg_predicted_value,
+        avg_confidence,
+        first_prediction_at,
+        last_prediction_at
+    from daily
+
+)
+
+select * from final

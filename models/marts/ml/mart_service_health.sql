@@ -1,0 +1,110 @@
+{#
+    One row per service from seeds/services.csv: is it writing, and is it right? Volumes come
+    from the raw predictions (so they are as fresh as the last refresh); the 7-day error rate
+    is the share of labeled predictions made in the last 7 days that are not correct.
+    A materialized view refreshed CONCURRENTLY (macros/marts/refresh_materialized_view.sql),
+    hence the unique index on service_name.
+#}
+{{
+    config(
+        materialized='materialized_view',
+        indexes=[{'columns': ['service_name'], 'unique': true}],
+    )
+}}
+
+with
+
+services as (
+
+    select * from {{ ref('services') }}
+
+),
+
+predictions as (
+
+    select * from {{ ref('stg_ml_raw__predictions') }}
+
+),
+
+outcomes as (
+
+    select * from {{ ref('fct_prediction_outcomes') }}
+
+),
+
+refreshed as (
+
+    select now() as refreshed_at
+
+),
+
+recent_volume as (
+
+    select
+        service_name,
+        max(created_at) as last_prediction_at,
+        count(*) filter (where created_at > now() - interval '1 hour') as last_hour_count,
+        count(*) as last_day_count
+    from predictions
+    where created_at > now() - interval '1 day'
+    group by service_name
+
+),
+
+last_seen as (
+
+    {# Services silent for over a day: their last prediction from the marts' fact table. #}
+    select
+        service_name,
+        max(created_at) as last_prediction_at
+    from outcomes
+    group by service_name
+
+),
+
+error_rates as (
+
+    select
+        service_name,
+        count(*) filter (where label_status = 'labeled') as labeled_7d_count,
+        avg((not is_correct)::integer::double precision)
+        filter (where label_status = 'labeled') as error_rate_7d
+    from outcomes
+    where created_at > now() - interval '7 days'
+    group by service_name
+
+),
+
+final as (
+
+    select
+        services.service_name,
+        services.display_name,
+        services.is_active,
+        error_rates.error_rate_7d,
+        services.silent_after_minutes,
+        services.max_error_rate::double precision as max_error_rate,
+        refreshed.refreshed_at,
+        coalesce(recent_volume.last_prediction_at, last_seen.last_prediction_at)
+            as last_prediction_at,
+        coalesce(recent_volume.last_hour_count, 0)::bigint as last_hour_count,
+        coalesce(recent_volume.last_day_count, 0)::bigint as last_day_count,
+        coalesce(error_rates.labeled_7d_count, 0)::bigint as labeled_7d_count,
+        services.is_active
+        and coalesce(
+            refreshed.refreshed_at - coalesce(
+                recent_volume.last_prediction_at, last_seen.last_prediction_at
+            ) > services.silent_after_minutes * interval '1 minute',
+            true
+        ) as is_silent,
+        coalesce(error_rates.error_rate_7d > services.max_error_rate, false)
+            as is_error_rate_high
+    from services
+    cross join refreshed
+    left join recent_volume on services.service_name = recent_volume.service_name
+    left join last_seen on services.service_name = last_seen.service_name
+    left join error_rates on services.service_name = error_rates.service_name
+
+)
+
+select * from final

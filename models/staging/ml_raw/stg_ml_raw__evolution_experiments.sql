@@ -1,0 +1,29 @@
+with
+
+source as (
+
+    select * from {{ source('ml_raw', 'evolution_experiments') }}
+
+),
+
+renamed as (
+
+    select
+        experiment_id,
+        experiment_name,
+        problem_definition,
+        objective_function,
+        configuration,
+        status,
+        population_size,
+        max_generations,
+        best_fitness,
+        best_individual_id,
+        created_at,
+        started_at,
+        finished_at
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('ml_raw', 'ml_feedback') }}
+
+),
+
+renamed as (
+
+    select
+        feedback_id,
+        created_at,
+        prediction_id,
+        service_name,
+        feedback_type,
+        rating,
+        corrected_value,
+        comment,
+        user_id,
+        context,
+        ingested_at,
+        (created_at at time zone 'UTC')::date as created_date
+    from source
+
+)
+
+select * from renamed

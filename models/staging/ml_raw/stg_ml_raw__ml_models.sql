@@ -1,0 +1,30 @@
+with
+
+source as (
+
+    select * from {{ source('ml_raw', 'ml_models') }}
+
+),
+
+renamed as (
+
+    select
+        model_id,
+        model_name,
+        version,
+        model_type,
+        framework,
+        hyperparameters,
+        metadata,
+        description,
+        status,
+        is_active,
+        created_by,
+        created_at,
+        updated_at,
+        deployed_at
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,638 @@
+"""The analyst marts compute the same numbers as numpy/scipy, and incremental runs over three
+simulated days with late outcomes leave exactly what a full refresh builds.
+
+Data: generated with a fixed numpy seed, 40 days ending now, loaded into the raw tables in four
+batches (everything before the last three days, then one day at a time, outcomes arriving in
+the day they are observed). After each batch dbt runs incrementally; at the end the incremental
+tables are compared with a full refresh (EXCEPT both ways) and every mart value with its
+numpy/scipy value, to 1e-9 relative (1e-12 absolute for values at zero).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+from scipy import stats
+from scipy.spatial import distance
+
+from runner import db
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 20260101
+DAYS = 40
+PER_DAY_PER_TYPE = 20
+LOOKBACK = timedelta(days=30)
+REFERENCE_DAYS = 28
+# Regression types: (service, tolerance); binary types: (service, threshold).
+REGRESSION = {
+    "code-quality": ("code-roach", 0.1),
+    "knowledge-relevance": ("oracle", 0.1),
+    "narrative-engagement": ("ai-gm", 0.1),
+}
+BINARY = {
+    "bug-likelihood": ("code-roach", 0.5),
+    "task-success": ("daisy-chain", 0.5),
+    "roll-success": ("first-mate", 0.5),
+    "scenario-completion": ("game-app", 0.5),
+}
+# Singular tests under tests/ are other streams' monitoring checks (drift alerts, volume, ...)
+# that rightly fire on this synthetic data; the models' own tests live in their yml files.
+SELECT = [
+    "--select",
+    "path:seeds path:models/staging/ml_raw path:models/marts/ml",
+    "--exclude",
+    "path:tests",
+]
+INCREMENTAL_VARS = ["--vars", '{"ingest_watermark_margin_minutes": 0}']
+MARTS = [
+    "fct_prediction_outcomes",
+    "mart_prediction_volume_daily",
+    "mart_calibration_daily",
+    "mart_performance_daily",
+    "mart_drift_daily",
+    "mart_label_coverage_daily",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Data generation
+# --------------------------------------------------------------------------------------------
+def _uuid(rng: np.random.Generator) -> uuid.UUID:
+    return uuid.UUID(bytes=rng.bytes(16), version=4)
+
+
+def generate(now: datetime) -> dict[str, list[tuple[Any, ...]]]:
+    """Predictions, outcomes and feedback for DAYS days ending at `now`, with edge cases."""
+    rng = np.random.default_rng(SEED)
+    predictions, outcomes, feedback = [], [], []
+    kinds = {
+        **{t: ("regression", s) for t, (s, _) in REGRESSION.items()},
+        **{t: ("binary", s) for t, (s, _) in BINARY.items()},
+    }
+    for day in range(DAYS):
+        for ptype, (kind, service) in kinds.items():
+            n = PER_DAY_PER_TYPE + int(rng.integers(-5, 6))
+            for _ in range(n):
+                created = now - timedelta(
+                    days=DAYS - 1 - day, seconds=float(rng.uniform(60, 86400))
+                )
+                version = "v1" if rng.random() < 0.6 else "v2"
+                if kind == "regression":
+                    value = float(np.round(rng.uniform(0, 1), 2))  # rounded: ties
+                    actual = float(np.clip(value + rng.normal(0, 0.15), 0, 1))
+                    if rng.random() < 0.1:
+                        actual = 0.0  # zeros in actuals (MAPE exclusion)
+                else:
+                    value = float(np.round(rng.uniform(0, 1), 1))  # heavy ties for AUC
+                    actual = float(rng.random() < value)
+                roll = rng.random()
+                confidence = (
+                    None
+                    if roll < 0.05
+                    else 1.0
+                    if roll < 0.08
+                    else 0.0
+                    if roll < 0.1
+                    else float(rng.uniform(0, 1))
+                )
+                pid = _uuid(rng)
+                predictions.append((pid, created, service, ptype, version, value, confidence))
+                label_roll = rng.random()
+                if label_roll < 0.75:
+                    lag = timedelta(days=float(rng.exponential(3)))
+                    outcomes.append((_uuid(rng), created + lag, pid, actual, created))
+                    if rng.random() < 0.1:  # a correction arriving later: the latest wins
+                        later = created + lag + timedelta(hours=float(rng.uniform(1, 48)))
+                        outcomes.append(
+                            (
+                                _uuid(rng),
+                                later,
+                                pid,
+                                1 - actual if kind == "binary" else actual / 2,
+                                created,
+                            )
+                        )
+                elif label_roll < 0.8:  # too late: beyond the lookback, never counted
+                    outcomes.append(
+                        (_uuid(rng), created + timedelta(days=31), pid, actual, created)
+                    )
+                elif label_roll < 0.82:  # observed before the prediction: not counted
+                    outcomes.append(
+                        (_uuid(rng), created - timedelta(hours=1), pid, actual, created)
+                    )
+                if rng.random() < 0.1:
+                    when = created + timedelta(hours=float(rng.uniform(0, 100)))
+                    rating = float(rng.integers(0, 6))
+                    feedback.append((_uuid(rng), when, pid, service, "rating", rating))
+    # Only what has happened by now exists.
+    outcomes = [o for o in outcomes if o[1] <= now]
+    feedback = [f for f in feedback if f[1] <= now]
+    return {"predictions": predictions, "outcomes": outcomes, "feedback": feedback}
+
+
+def load(
+    conn: psycopg.Connection,
+    data: dict[str, list[tuple[Any, ...]]],
+    start: datetime | None,
+    end: datetime,
+) -> None:
+    """Insert the rows whose own timestamp falls in [start, end): a simulated day's arrivals."""
+
+    def keep(ts: datetime) -> bool:
+        return (start is None or ts >= start) and ts < end
+
+    with conn.cursor() as cur:
+        with cur.copy(
+            "copy ml_raw.ml_predictions (prediction_id, created_at, service_name,"
+            " prediction_type, model_version, predicted_value, confidence)"
+            " from stdin"
+        ) as copy:
+            for row in data["predictions"]:
+                if keep(row[1]):
+                    copy.write_row(row)
+        with cur.copy(
+            "copy ml_raw.ml_prediction_outcomes (outcome_id, observed_at,"
+            " prediction_id, actual_value, prediction_created_at) from stdin"
+        ) as copy:
+            for row in data["outcomes"]:
+                if keep(row[1]):
+                    copy.write_row(row)
+        with cur.copy(
+            "copy ml_raw.ml_feedback (feedback_id, created_at, prediction_id,"
+            " service_name, feedback_type, rating) from stdin"
+        ) as copy:
+            for row in data["feedback"]:
+                if keep(row[1]):
+                    copy.write_row(row)
+
+
+# --------------------------------------------------------------------------------------------
+# Expected values, computed independently in Python/numpy/scipy
+# --------------------------------------------------------------------------------------------
+def expected_fact(data: dict[str, list[tuple[Any, ...]]]) -> dict[uuid.UUID, dict[str, Any]]:
+    by_pred: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
+    for o in data["outcomes"]:
+        by_pred[o[2]].append(o)
+    reference = max(p[1] for p in data["predictions"])
+    fact = {}
+    for pid, created, service, ptype, version, value, confidence in data["predictions"]:
+        valid = [o for o in by_pred[pid] if created <= o[1] <= created + LOOKBACK]
+        row: dict[str, Any] = {
+            "created_at": created,
+            "created_date": created.astimezone(UTC).date(),
+            "service_name": service,
+            "prediction_type": ptype,
+            "model_version": version,
+            "predicted_value": value,
+            "confidence": confidence,
+            "actual_value": None,
+            "is_correct": None,
+            "labeled_at": None,
+        }
+        if valid:
+            latest = max(valid, key=lambda o: (o[1], o[0]))
+            actual = latest[3]
+            row["actual_value"] = actual
+            row["labeled_at"] = min(o[1] for o in valid)
+            if ptype in BINARY:
+                row["is_correct"] = float(value >= BINARY[ptype][1]) == actual
+            else:
+                row["is_correct"] = abs(value - actual) <= REGRESSION[ptype][1]
+            row["label_status"] = "labeled"
+        else:
+            row["label_status"] = "pending" if created > reference - LOOKBACK else "expired"
+        fact[pid] = row
+    return fact
+
+
+def pg_percentile(values: np.ndarray, q: float) -> float:
+    """percentile_cont exactly as PostgreSQL computes it (lo + (hi - lo) * fraction)."""
+    ordered = np.sort(values)
+    pos = q * (len(ordered) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
+
+
+def close(actual: Any, expected: Any) -> bool:
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        return actual is None
+    if actual is None:
+        return False
+    actual, expected = float(actual), float(expected)
+    return abs(actual - expected) <= 1e-9 * max(abs(actual), abs(expected)) + 1e-12
+
+
+def assert_rows_match(
+    table: str, got: dict[tuple, dict[str, Any]], want: dict[tuple, dict[str, Any]]
+) -> None:
+    assert set(got) == set(want), f"{table}: keys differ: {set(got) ^ set(want)}"
+    bad = []
+    for key, expected in want.items():
+        for column, value in expected.items():
+            if not close(got[key][column], value):
+                bad.append((key, column, got[key][column], value))
+    assert not bad, f"{table}: {len(bad)} mismatches, first: {bad[:5]}"
+
+
+def fetch(conn: psycopg.Connection, table: str, keys: list[str]) -> dict[tuple, dict[str, Any]]:
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    rows = cur.execute(
+        sql.SQL("select * from {}").format(sql.Identifier("ml_marts", table))
+    ).fetchall()
+    return {tuple(r[k] for k in keys): r for r in rows}
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures: load in four batches, run dbt after each, then snapshot and full-refresh.
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC).replace(microsecond=0)
+    data = generate(now)
+    boundaries = [
+        now - timedelta(days=3),
+        now - timedelta(days=2),
+        now - timedelta(days=1),
+        now + timedelta(seconds=1),
+    ]
+    with db.connect(module_db, autocommit=True) as conn:
+        load(conn, data, None, boundaries[0])
+        first = dbt.invoke(["build", *SELECT])
+        assert first.ok, [
+            (r["unique_id"], r.get("message"))
+            for r in first.results
+            if r.get("status") not in ("pass", "success")
+        ]
+        for start, end in zip(boundaries, boundaries[1:], strict=False):
+            load(conn, data, start, end)
+            step = dbt.invoke(["run", *SELECT, *INCREMENTAL_VARS])
+            assert step.ok, step.by_status("error")
+        for table in MARTS:
+            conn.execute(
+                sql.SQL("create table {} as select * from {}").format(
+                    sql.Identifier("public", "incremental_" + table),
+                    sql.Identifier("ml_marts", table),
+                )
+            )
+        full = dbt.invoke(["build", *SELECT, "--full-refresh"])
+        assert full.ok, [
+            (r["unique_id"], r.get("message"))
+            for r in full.results
+            if r.get("status") not in ("pass", "success")
+        ]
+    return {"data": data, "now": now, "build": full}
+
+
+@pytest.fixture
+def mconn(module_db: db.ConnInfo):  # type: ignore[no-untyped-def]
+    with db.connect(module_db, autocommit=True) as connection:
+        yield connection
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+def test_build_ran_unit_tests_and_data_tests(built: dict[str, Any]) -> None:
+    results = built["build"].results
+    unit = [r for r in results if r["unique_id"].startswith("unit_test.")]
+    assert len(unit) >= 5
+    assert all(
+        r["status"] == "pass" for r in results if r["unique_id"].startswith(("test.", "unit_test."))
+    )
+
+
+@pytest.mark.parametrize("table", MARTS)
+def test_incremental_runs_equal_full_refresh(built: dict[str, Any], mconn, table: str) -> None:
+    count = mconn.execute(
+        sql.SQL("select count(*) from {}").format(sql.Identifier("ml_marts", table))
+    ).fetchone()[0]
+    assert count > 0
+    # The fact table compares exactly (EXCEPT ALL both ways). The marts aggregate it, and
+    # aggregated doubles may differ in the last bits with the physical row order (summation
+    # order), so they compare row for row by key with close(); everything else exactly.
+    if table == "fct_prediction_outcomes":
+        for left, right in [
+            (("public", "incremental_" + table), ("ml_marts", table)),
+            (("ml_marts", table), ("public", "incremental_" + table)),
+        ]:
+            diff = mconn.execute(
+                sql.SQL(
+                    "select count(*) from (select * from {} except all select * from {}) as d"
+                ).format(sql.Identifier(*left), sql.Identifier(*right))
+            ).fetchone()[0]
+            assert diff == 0, f"{table}: {diff} rows of {left} not in {right}"
+        return
+    cur = mconn.cursor(row_factory=psycopg.rows.dict_row)
+    tables = []
+    for schema, name in [("public", "incremental_" + table), ("ml_marts", table)]:
+        rows = cur.execute(sql.SQL("select * from {}").format(sql.Identifier(schema, name)))
+        tables.append({next(iter(r.values())): r for r in rows.fetchall()})
+    incremental, full = tables
+    assert set(incremental) == set(full), f"{table}: keys differ"
+    bad = [
+        (key, column, value, full[key][column])
+        for key, row in incremental.items()
+        for column, value in row.items()
+        if not (
+            close(value, full[key][column])
+            if isinstance(value, float) or isinstance(full[key][column], float)
+            else value == full[key][column]
+        )
+    ]
+    assert not bad, f"{table}: {len(bad)} values differ, first: {bad[:3]}"
+
+
+def test_fact_rows(built: dict[str, Any], mconn) -> None:
+    fact = expected_fact(built["data"])
+    got = fetch(mconn, "fct_prediction_outcomes", ["prediction_id"])
+    assert set(k[0] for k in got) == set(fact)
+    statuses = defaultdict(int)
+    for pid, want in fact.items():
+        row = got[(pid,)]
+        statuses[want["label_status"]] += 1
+        assert row["label_status"] == want["label_status"], pid
+        assert row["is_correct"] == want["is_correct"], pid
+        assert close(row["actual_value"], want["actual_value"]), pid
+        assert row["labeled_at"] == want["labeled_at"], pid
+    assert statuses["labeled"] and statuses["pending"] and statuses["expired"]
+
+
+def test_performance_daily(built: dict[str, Any], mconn) -> None:
+    fact = expected_fact(built["data"])
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in fact.values():
+        groups[
+            (row["created_date"], row["service_name"], row["prediction_type"], row["model_version"])
+        ].append(row)
+    calibration = expected_calibration(fact)
+    want = {}
+    for key, rows in groups.items():
+        ptype = key[2]
+        lab = [r for r in rows if r["label_status"] == "labeled"]
+        p = np.array([r["predicted_value"] for r in lab], dtype=float)
+        y = np.array([r["actual_value"] for r in lab], dtype=float)
+        err = p - y
+        exp: dict[str, Any] = {
+            "prediction_count": len(rows),
+            "labeled_count": len(lab),
+            "pending_count": sum(r["label_status"] == "pending" for r in rows),
+            "expired_count": sum(r["label_status"] == "expired" for r in rows),
+        }
+        nan = None
+        if ptype in REGRESSION and len(lab):
+            nz = y != 0
+            ss_tot = float(np.sum((y - y.mean()) ** 2))
+            exp.update(
+                mae=np.mean(np.abs(err)),
+                rmse=math.sqrt(np.mean(err**2)),
+                bias=np.mean(err),
+                mape=np.mean(np.abs(err[nz]) / np.abs(y[nz])) if nz.any() else nan,
+                mape_excluded_count=int((~nz).sum()),
+                r2=(1 - np.sum(err**2) / ss_tot) if np.ptp(y) > 0 else nan,
+                p50_abs_error=np.percentile(np.abs(err), 50),
+                p90_abs_error=np.percentile(np.abs(err), 90),
+                error_stddev=np.std(err, ddof=1) if len(err) > 1 else nan,
+                min_error=err.min(),
+                max_error=err.max(),
+                accuracy=nan,
+                auc=nan,
+                log_loss=nan,
+                brier=nan,
+                precision=nan,
+            )
+        elif ptype in BINARY and len(lab):
+            cls = (p >= BINARY[ptype][1]).astype(float)
+            tp = float(np.sum((cls == 1) & (y == 1)))
+            fp = float(np.sum((cls == 1) & (y == 0)))
+            fn = float(np.sum((cls == 0) & (y == 1)))
+            npos, nneg = int((y == 1).sum()), int((y == 0).sum())
+            ranks = stats.rankdata(p)
+            pc = np.clip(p, 1e-15, 1 - 1e-15)
+            exp.update(
+                accuracy=np.mean(cls == y),
+                precision=tp / (tp + fp) if tp + fp else nan,
+                recall=tp / (tp + fn) if tp + fn else nan,
+                f1=2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else nan,
+                auc=(
+                    (ranks[y == 1].sum() - npos * (npos + 1) / 2) / (npos * nneg)
+                    if npos and nneg
+                    else nan
+                ),
+                log_loss=-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)),
+                brier=np.mean((p - y) ** 2),
+                mae=nan,
+                r2=nan,
+            )
+        bins = calibration.get(key)
+        if bins:
+            n = sum(b["prediction_count"] for b in bins.values())
+            exp["ece"] = sum(b["prediction_count"] * b["gap"] for b in bins.values()) / n
+            exp["mce"] = max(b["gap"] for b in bins.values())
+        else:
+            exp["ece"] = exp["mce"] = nan
+        want[key] = exp
+    got = fetch(
+        mconn,
+        "mart_performance_daily",
+        ["metric_date", "service_name", "prediction_type", "model_version"],
+    )
+    assert_rows_match("mart_performance_daily", got, want)
+
+
+def expected_calibration(fact: dict[uuid.UUID, dict[str, Any]]) -> dict[tuple, dict[int, dict]]:
+    cells: dict[tuple, dict[int, list[tuple[float, bool]]]] = defaultdict(lambda: defaultdict(list))
+    for row in fact.values():
+        if row["label_status"] != "labeled" or row["confidence"] is None:
+            continue
+        key = (
+            row["created_date"],
+            row["service_name"],
+            row["prediction_type"],
+            row["model_version"],
+        )
+        b = min(int(math.floor(row["confidence"] * 10)) + 1, 10)
+        cells[key][b].append((row["confidence"], row["is_correct"]))
+    out: dict[tuple, dict[int, dict]] = {}
+    for key, bins in cells.items():
+        out[key] = {}
+        for b, items in bins.items():
+            conf = np.mean([c for c, _ in items])
+            share = np.mean([float(k) for _, k in items])
+            out[key][b] = {
+                "prediction_count": len(items),
+                "mean_confidence": conf,
+                "observed_share_correct": share,
+                "gap": abs(share - conf),
+            }
+    return out
+
+
+def test_calibration_daily(built: dict[str, Any], mconn) -> None:
+    want = {
+        key + (b,): v
+        for key, bins in expected_calibration(expected_fact(built["data"])).items()
+        for b, v in bins.items()
+    }
+    got = fetch(
+        mconn,
+        "mart_calibration_daily",
+        ["metric_date", "service_name", "prediction_type", "model_version", "bin_number"],
+    )
+    assert_rows_match("mart_calibration_daily", got, want)
+
+
+def test_volume_and_label_coverage_daily(built: dict[str, Any], mconn) -> None:
+    fact = expected_fact(built["data"])
+    volume: dict[tuple, list[dict]] = defaultdict(list)
+    coverage: dict[tuple, list[dict]] = defaultdict(list)
+    for row in fact.values():
+        volume[(row["created_date"], row["service_name"])].append(row)
+        coverage[(row["created_date"], row["service_name"], row["prediction_type"])].append(row)
+    want_volume = {}
+    for key, rows in volume.items():
+        conf = [r["confidence"] for r in rows if r["confidence"] is not None]
+        want_volume[key] = {
+            "prediction_count": len(rows),
+            "avg_predicted_value": np.mean([r["predicted_value"] for r in rows]),
+            "avg_confidence": np.mean(conf) if conf else None,
+        }
+    assert_rows_match(
+        "mart_prediction_volume_daily",
+        fetch(mconn, "mart_prediction_volume_daily", ["metric_date", "service_name"]),
+        want_volume,
+    )
+    want_coverage = {}
+    for key, rows in coverage.items():
+        lags = np.array(
+            [
+                (r["labeled_at"] - r["created_at"]).total_seconds()
+                for r in rows
+                if r["labeled_at"] is not None
+            ]
+        )
+        n = len(rows)
+        want_coverage[key] = {
+            "prediction_count": n,
+            "labeled_share": len(lags) / n,
+            "labeled_within_1d_share": float(np.sum(lags <= 86400)) / n,
+            "labeled_within_7d_share": float(np.sum(lags <= 7 * 86400)) / n,
+            "labeled_within_30d_share": float(np.sum(lags <= 30 * 86400)) / n,
+            "median_label_lag_seconds": np.percentile(lags, 50) if len(lags) else None,
+            "p95_label_lag_seconds": np.percentile(lags, 95) if len(lags) else None,
+        }
+    assert_rows_match(
+        "mart_label_coverage_daily",
+        fetch(
+            mconn, "mart_label_coverage_daily", ["metric_date", "service_name", "prediction_type"]
+        ),
+        want_coverage,
+    )
+
+
+def test_drift_daily(built: dict[str, Any], mconn) -> None:
+    fact = expected_fact(built["data"])
+    values: dict[tuple, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in fact.values():
+        for feature in ("predicted_value", "confidence"):
+            if row[feature] is not None:
+                values[(row["service_name"], row["prediction_type"], feature)][
+                    row["created_date"]
+                ].append(row[feature])
+    want = {}
+    for (service, ptype, feature), by_day in values.items():
+        for day, current_list in by_day.items():
+            reference = np.array(
+                [
+                    v
+                    for d, vs in by_day.items()
+                    if day - timedelta(days=REFERENCE_DAYS) <= d < day
+                    for v in vs
+                ]
+            )
+            current = np.array(current_list)
+            exp: dict[str, Any] = {
+                "reference_count": len(reference),
+                "current_count": len(current),
+                "psi": None,
+                "js_distance": None,
+                "ks_statistic": None,
+            }
+            if len(reference) >= 100:
+                edges = np.unique([pg_percentile(reference, q / 10) for q in range(1, 10)])
+                ref_share = np.bincount(
+                    np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
+                ) / len(reference)
+                cur_share = np.bincount(
+                    np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1
+                ) / len(current)
+                r, c = np.maximum(ref_share, 1e-4), np.maximum(cur_share, 1e-4)
+                exp.update(
+                    bin_count=len(edges) + 1,
+                    psi=float(np.sum((c - r) * np.log(c / r))),
+                    js_distance=float(distance.jensenshannon(ref_share, cur_share, base=2)),
+                    ks_statistic=float(stats.ks_2samp(reference, current).statistic),
+                )
+            want[(day, service, ptype, feature)] = exp
+    got = fetch(
+        mconn, "mart_drift_daily", ["drift_date", "service_name", "prediction_type", "feature_name"]
+    )
+    assert sum(v["psi"] is not None for v in want.values()) > 100
+    assert_rows_match("mart_drift_daily", got, want)
+
+
+def test_service_health_materialized_view_refreshes_concurrently(
+    built: dict[str, Any], mconn, dbt
+) -> None:
+    fact = expected_fact(built["data"])
+    row = mconn.execute(
+        "select relkind from pg_class where oid = 'ml_marts.mart_service_health'::regclass"
+    ).fetchone()
+    assert row[0] == "m"
+    # A second run refreshes the existing view; the statement dbt ran says CONCURRENTLY.
+    again = dbt.invoke(["run", "--select", "mart_service_health"])
+    assert again.ok
+    compiled = (
+        Path(
+            dbt.target_path,
+            "run",
+            "ml_warehouse",
+            "models",
+            "marts",
+            "ml",
+            "mart_service_health.sql",
+        )
+        .read_text()
+        .lower()
+    )
+    assert "refresh materialized view concurrently" in compiled
+    got = fetch(mconn, "mart_service_health", ["service_name"])
+    assert len(got) == 6
+    for (service,), health in got.items():
+        at = health["refreshed_at"]
+        rows = [r for r in fact.values() if r["service_name"] == service]
+        assert health["last_prediction_at"] == max(r["created_at"] for r in rows)
+        assert health["last_hour_count"] == sum(
+            r["created_at"] > at - timedelta(hours=1) for r in rows
+        )
+        assert health["last_day_count"] == sum(
+            r["created_at"] > at - timedelta(days=1) for r in rows
+        )
+        week = [
+            r
+            for r in rows
+            if r["created_at"] > at - timedelta(days=7) and r["label_status"] == "labeled"
+        ]
+        rate = sum(not r["is_correct"] for r in week) / len(week)
+        assert close(health["error_rate_7d"], rate)
+        assert health["is_error_rate_high"] == (rate > 0.3)
+        last = max(r["created_at"] for r in rows)
+        assert health["is_silent"] == (at - last > timedelta(minutes=60))

@@ -11,6 +11,7 @@
         ["0007", "patterns_recommendations_ab"],
         ["0008", "analytics_performance"],
         ["0009", "integration_events"],
-        ["0010", "model_storage"]
+        ["0010", "model_storage"],
+        ["0020", "dq_results"]
     ]) }}
 {% endmacro %}

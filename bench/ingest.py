@@ -1,0 +1,195 @@
+"""Ingestion throughput: seed 001's writer style against psycopg executemany and our Writer.
+
+One run, one database, the partitioned ml_raw.ml_predictions with its indexes:
+  seed-style   multi-row INSERT of 50 rows per autocommit statement (seed 001's batch of 50)
+  executemany  psycopg 3 executemany of single-row INSERTs in one transaction (pipelined)
+  writer       runner.ingest.Writer: validate + enqueue per call, binary COPY in the background
+
+Prints rows/s for each and the ratios, plus the latency of a write_prediction call.
+Targets (issue 5): writer >= 5x seed-style, >= 100k rows/s on 2 cores, call p99 < 1 ms.
+
+    .venv/bin/python bench/ingest.py                 # embedded server in a temp MLWH_HOME
+    .venv/bin/python bench/ingest.py --url postgresql://...   # an existing, migrated server
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runner import db  # noqa: E402
+from runner.ingest import Writer, uuid7  # noqa: E402
+from runner.migrations import migrate_to_head  # noqa: E402
+from runner.partitions import ensure_partitions  # noqa: E402
+
+COLUMNS = (
+    "prediction_id, created_at, service_name, prediction_type, predicted_value, confidence, "
+    "context, model_version, source"
+)
+SERVICES = ["code-roach", "oracle", "daisy-chain", "ai-gm", "first-mate", "game-app"]
+
+
+def rows(n: int, seed: int):  # type: ignore[no-untyped-def]
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    for i in range(n):
+        yield {
+            "prediction_id": uuid7(),
+            "created_at": now - timedelta(seconds=rng.random() * 3600),
+            "service_name": SERVICES[i % 6],
+            "prediction_type": "code-quality",
+            "predicted_value": rng.random(),
+            "confidence": rng.random(),
+            "context": {"file_path": f"src/module_{i % 500}.py", "project_id": i % 17},
+            "model_version": "v3-advanced",
+            "source": "ml_model",
+        }
+
+
+def _values(r: dict) -> list:  # type: ignore[type-arg]
+    return [
+        r["prediction_id"], r["created_at"], r["service_name"], r["prediction_type"],
+        r["predicted_value"], r["confidence"], json.dumps(r["context"]), r["model_version"],
+        r["source"],
+    ]
+
+
+def truncate(info: db.ConnInfo) -> None:
+    with db.connect(info, autocommit=True) as conn:
+        conn.execute("truncate ml_raw.ml_predictions")
+        conn.execute("checkpoint")
+
+
+def seed_style(info: db.ConnInfo, n: int) -> float:
+    one = "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+    with db.connect(info, autocommit=True) as conn:
+        started = time.perf_counter()
+        batch: list = []  # type: ignore[type-arg]
+        for r in rows(n, 1):
+            batch.append(r)
+            if len(batch) == 50:
+                _insert(conn, batch, one)
+                batch = []
+        if batch:
+            _insert(conn, batch, one)
+        return time.perf_counter() - started
+
+
+def _insert(conn, batch, one) -> None:  # type: ignore[no-untyped-def]
+    params = [v for r in batch for v in _values(r)]
+    conn.execute(
+        f"insert into ml_raw.ml_predictions ({COLUMNS}) values "  # noqa: S608 - placeholders only
+        + ", ".join([one] * len(batch)),
+        params,
+    )
+
+
+def executemany(info: db.ConnInfo, n: int) -> float:
+    query = (
+        f"insert into ml_raw.ml_predictions ({COLUMNS}) "  # noqa: S608 - placeholders only
+        "values (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+    )
+    data = [_values(r) for r in rows(n, 2)]
+    with db.connect(info) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            cur.executemany(query, data)
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def writer(info: db.ConnInfo, n: int, spill: Path, batch_size: int | None) -> tuple[float, list[float]]:
+    data = list(rows(n, 3))
+    options = {"batch_size": batch_size} if batch_size else {}
+    latencies: list[float] = []
+    clock = time.perf_counter
+    w = Writer(info, spill_dir=spill, **options)
+    started = clock()
+    for r in data:
+        t0 = clock()
+        w.write_prediction(**r)
+        latencies.append(clock() - t0)
+    assert w.flush(timeout=900), "writer did not finish"
+    elapsed = clock() - started
+    w.close()
+    return elapsed, latencies
+
+
+def count(info: db.ConnInfo) -> int:
+    with db.connect(info) as conn:
+        return int(conn.execute("select count(*) from ml_raw.ml_predictions").fetchone()[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a migrated PostgreSQL (default: a temporary embedded server)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows through the writer")
+    parser.add_argument("--baseline-rows", type=int, default=100_000, help="rows per baseline")
+    parser.add_argument("--batch-size", type=int, help="writer batch size (default: its own)")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-ingest-"))
+    server = None
+    if args.url:
+        info = db.resolve().conninfo() if args.url == "env" else _from_url(args.url)
+    else:
+        server = db.EmbeddedServer(home)
+        server.start()
+        info = server.conninfo()
+        migrate_to_head(info)
+        from runner.dbt import Dbt
+
+        ensure_partitions(info, dbt=Dbt(info, target_path=home / "target", quiet=True))
+    try:
+        results = {}
+        truncate(info)
+        results["seed-style (50/INSERT)"] = (args.baseline_rows, seed_style(info, args.baseline_rows))
+        assert count(info) == args.baseline_rows
+        truncate(info)
+        results["executemany"] = (args.baseline_rows, executemany(info, args.baseline_rows))
+        assert count(info) == args.baseline_rows
+        truncate(info)
+        elapsed, latencies = writer(info, args.rows, home / "spool", args.batch_size)
+        assert count(info) == args.rows
+        results["writer"] = (args.rows, elapsed)
+
+        base = args.baseline_rows / results["seed-style (50/INSERT)"][1]
+        print(f"ml_raw.ml_predictions (partitioned, indexed) on {info.where}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        print(f"{'method':<24}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'vs seed-style':>15}")
+        for name, (n, secs) in results.items():
+            rate = n / secs
+            print(f"{name:<24}{n:>12,}{secs:>10.2f}{rate:>12,.0f}{rate / base:>14.1f}x")
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2] * 1e3
+        p99 = latencies[int(len(latencies) * 0.99)] * 1e3
+        worst = latencies[-1] * 1e3
+        print(f"write_prediction call latency: p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {worst:.1f} ms")
+        writer_rate = args.rows / results["writer"][1]
+        print(
+            f"targets: writer >= 5x seed-style: {'met' if writer_rate / base >= 5 else 'MISSED'}; "
+            f">= 100k rows/s: {'met' if writer_rate >= 100_000 else 'MISSED'}; "
+            f"call p99 < 1 ms: {'met' if p99 < 1 else 'MISSED'}"
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def _from_url(url: str) -> db.ConnInfo:
+    import os
+
+    os.environ["MLWH_DATABASE_URL"] = url
+    return db.resolve().conninfo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

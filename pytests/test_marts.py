@@ -45,12 +45,15 @@ BINARY = {
     "scenario-completion": ("game-app", 0.5),
 }
 # Singular tests under tests/ are other streams' monitoring checks (drift alerts, volume, ...)
-# that rightly fire on this synthetic data; the models' own tests live in their yml files.
+# that rightly fire on this synthetic data, as do the source-level monitoring tests (recency,
+# volume anomaly) on ml_predictions; the models' own tests live in their yml files.
 SELECT = [
     "--select",
     "path:seeds path:models/staging/ml_raw path:models/marts/ml",
     "--exclude",
     "path:tests",
+    "ml_predictions_service_recency",
+    "ml_predictions_volume_anomaly",
 ]
 INCREMENTAL_VARS = ["--vars", '{"ingest_watermark_margin_minutes": 0}']
 MARTS = [

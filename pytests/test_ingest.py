@@ -309,3 +309,104 @@ def test_ingest_unreachable_database_exit_2(pg_home: Path, tmp_path: Path) -> No
     result = run_mlwh("ingest", str(data), env=env)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "127.0.0.1:1" in result.stderr
+
+
+def test_journal_from_the_previous_writer_version_is_replayed(
+    module_db: db.ConnInfo, tmp_path: Path
+) -> None:
+    """Journals written before JSON travelled as binary jsonb (format 1: JSON as binary text,
+    no copy_format in the header) are still replayed after an upgrade, contexts intact."""
+    from psycopg import adapters, pq
+    from psycopg._copy_base import format_row_binary
+    from psycopg.adapt import Transformer
+
+    from runner.ingest.journal import HEADER, Journal
+    from runner.ingest.tables import JSON_KINDS, PREDICTIONS
+    from runner.ingest.writer import _SIGNATURE, _TRAILER
+
+    clear(module_db)
+    rows = [
+        PREDICTIONS.validate({**ROW, "predicted_value": i / 10, "context": {"n": i, "tag": "é"}})
+        for i in range(10)
+    ]
+    tx = Transformer(adapters)
+    tx.set_dumper_types(
+        [
+            25 if c.kind in JSON_KINDS else oid
+            for c, oid in zip(PREDICTIONS.columns, PREDICTIONS.oids, strict=True)
+        ],
+        pq.Format.BINARY,
+    )
+    data = bytearray(_SIGNATURE)
+    for row in rows:
+        format_row_binary(row, tx, data)
+    data += _TRAILER
+    path = tmp_path / "old-writer.journal"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    old = Journal(path, fd, 0)
+    target = f"{module_db.host}:{module_db.port}/{module_db.dbname}"
+    old._append(HEADER, json.dumps({"writer_id": "old-writer", "target": target}).encode())
+    old.append_batch(1, "predictions", len(rows), bytes(data))
+    old.sync()
+    old.close(remove=False)
+
+    with Writer(module_db, spill_dir=tmp_path) as writer:
+        assert writer.flush(timeout=60)
+        stats = writer.stats()
+    assert stats["replayed"] == 10 and stats["rejected"] == 0
+    assert not path.exists()
+    with db.connect(module_db) as conn:
+        got = conn.execute(
+            "select (context->>'n')::int, context->>'tag' from ml_raw.ml_predictions order by 1"
+        ).fetchall()
+    assert got == [(i, "é") for i in range(10)]
+
+
+def test_validator_fast_path_and_converters_agree() -> None:
+    """The compiled validator's inline checks take only values its converters would pass
+    unchanged; everything else goes through a converter, with the same result or error."""
+    from zoneinfo import ZoneInfo
+
+    from runner.ingest.tables import PREDICTIONS
+
+    pid = uuid7()
+    paris = datetime(2026, 11, 20, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    row = PREDICTIONS.validate(
+        {
+            **ROW,
+            "prediction_id": str(pid),
+            "created_at": paris,
+            "predicted_value": 3,  # an int is a number: stored as float
+            "confidence": 1,
+            "context": {"file": "a.py", "nested": {"k": [1, 2.5, None, True]}},
+        }
+    )
+    names = [c.name for c in PREDICTIONS.columns]
+    got = dict(zip(names, row, strict=True))
+    assert got["prediction_id"] == pid
+    assert got["created_at"] == paris
+    assert got["predicted_value"] == 3.0 and type(got["predicted_value"]) is float
+    assert got["confidence"] == 1.0 and type(got["confidence"]) is float
+    assert json.loads(got["context"]) == {"file": "a.py", "nested": {"k": [1, 2.5, None, True]}}
+    assert got["source"] == "ml_model"
+    iso = PREDICTIONS.validate({**ROW, "predicted_value": 0.1, "created_at": "2026-11-20T08:30:00Z"})
+    assert iso[names.index("created_at")] == datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    for fields, culprit in [
+        ({"predicted_value": float("inf")}, "predicted_value"),
+        ({"predicted_value": True}, "predicted_value"),
+        ({"predicted_value": 0.1, "confidence": float("nan")}, "confidence"),
+        ({"predicted_value": 0.1, "confidence": -0.0001}, "confidence"),
+        ({"predicted_value": 0.1, "service_name": 42}, "service_name"),
+        ({"predicted_value": 0.1, "service_name": ["oracle"]}, "service_name"),
+        ({"predicted_value": 0.1, "model_version": "v1\x00"}, "model_version"),
+        ({"predicted_value": 0.1, "prediction_id": "not-a-uuid"}, "prediction_id"),
+        ({"predicted_value": 0.1, "context": {"bad": float("nan")}}, "context"),
+        ({"predicted_value": 0.1, "context": {"bad": object()}}, "context"),
+    ]:
+        with pytest.raises(InvalidRow) as raised:
+            PREDICTIONS.validate({**ROW, **fields})
+        assert raised.value.field == culprit, fields
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(InvalidRow, match="context"):
+        PREDICTIONS.validate({**ROW, "predicted_value": 0.1, "context": cyclic})

@@ -12,6 +12,7 @@
         ["0008", "analytics_performance"],
         ["0009", "integration_events"],
         ["0010", "model_storage"],
-        ["0020", "dq_results"]
+        ["0020", "dq_results"],
+        ["0021", "ingest_indexes"]
     ]) }}
 {% endmacro %}

@@ -10,12 +10,15 @@ Guarantees:
 - A write_* call validates the row (a bad row raises ValueError naming the field) and enqueues
   it; it never waits for the database. Only a full queue makes it wait, up to the caller's
   timeout, then it raises QueueFull.
-- A background thread ships rows in batches (by size or age) with binary COPY into a temp table
-  and `insert ... on conflict do nothing`, so a replayed batch never duplicates rows.
-- Write-ahead: every batch is appended to a local spill journal and fsynced (one fsync per
-  round) before it is sent, and marked done after it commits. While the database is down,
-  batches stay in the journal and are replayed in order when it is back. A writer that starts
-  adopts journals left by crashed writers of the same database and replays them.
+- Two background threads. The journal thread appends due rows (by size or age) to a local spill
+  journal and fsyncs them (one fsync per round). The sender COPYs journaled batches, in order,
+  into the database, then marks them done. A batch's first attempt is one binary COPY straight
+  into the table; a replayed batch, or one the table refuses (a duplicate id, a bad row), goes
+  through a temp table and `insert ... on conflict do nothing`, then row by row into
+  ml_ops.dead_letters, so a replayed batch never duplicates rows.
+- While the database is down, batches stay in the journal and are replayed in order when it is
+  back. A writer that starts adopts journals left by crashed writers of the same database and
+  replays them (flush() waits for those too).
 - "Accepted" means in memory; "journaled" means on disk. Rows are journaled within `max_age_s`
   of being accepted, or at once with `sync()`. A SIGKILL loses at most the accepted rows not
   yet journaled; every journaled row arrives exactly once. `flush()` waits until rows are in

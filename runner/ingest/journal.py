@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ _BATCH = struct.Struct(">QI")
 _SEQ = struct.Struct(">Q")
 HEADER, BATCH, DONE = b"H"[0], b"B"[0], b"D"[0]
 SUFFIX = ".journal"
+# 2: JSON columns as binary jsonb. Headers of format-1 journals (JSON as binary text) have no
+# "copy_format" key; they are still replayed, through a text stage.
+COPY_FORMAT = 2
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Batch:
     data_length: int
     replay: bool = False  # True when it failed once or came from a crashed writer
     payload: bytes | None = None
+    copy_format: int = COPY_FORMAT  # how the COPY bytes encode JSON (see TableSpec.stage)
 
     def data(self) -> bytes:
         if self.payload is not None:
@@ -112,13 +117,17 @@ def undone_batches(path: Path) -> Iterator[Record]:
 
 
 class Journal:
-    """One open, locked journal file."""
+    """One open, locked journal file.
+
+    Thread-safe: the writer's journal thread appends batches while its sender marks them done.
+    """
 
     def __init__(self, path: Path, fd: int, end: int) -> None:
         self.path = path
         self.fd = fd
         self.end = end
         self.pending = 0  # batches appended or adopted and not yet marked done
+        self._mutex = threading.Lock()  # orders appends, and the truncation in reset_if_idle
 
     # -- creation and adoption ---------------------------------------------------------------
     @classmethod
@@ -129,7 +138,9 @@ class Journal:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         journal = cls(directory / f"{writer_id}{SUFFIX}", fd, 0)
-        journal._append(HEADER, json.dumps({"writer_id": writer_id, "target": target}).encode())
+        journal._append(HEADER, json.dumps(
+            {"writer_id": writer_id, "target": target, "copy_format": COPY_FORMAT}
+        ).encode())
         os.fsync(fd)
         os.rename(tmp, journal.path)  # the lock is on the inode, so it survives the rename
         _fsync_dir(directory)
@@ -180,6 +191,7 @@ class Journal:
                     r.data_offset,
                     r.offset + r.length - r.data_offset,
                     replay=True,
+                    copy_format=int(header.get("copy_format", 1)),
                 )
                 for r in records
                 if r.kind == BATCH and r.seq not in done
@@ -205,8 +217,9 @@ class Journal:
         """Append a batch (not yet durable: call sync() once for a group of appends)."""
         key = table.encode()
         prefix = _BATCH.pack(seq, nrows) + bytes([len(key)]) + key
-        start = self._append(BATCH, prefix + data)
-        self.pending += 1
+        with self._mutex:
+            start = self._append(BATCH, prefix + data)
+            self.pending += 1
         return Batch(self, seq, table, nrows, start + len(prefix), len(data))
 
     def sync(self) -> None:
@@ -214,17 +227,19 @@ class Journal:
 
     def mark_done(self, seq: int) -> None:
         """Record that batch `seq` committed; not fsynced: losing it only causes a harmless replay."""
-        self._append(DONE, _SEQ.pack(seq))
-        self.pending -= 1
+        with self._mutex:
+            self._append(DONE, _SEQ.pack(seq))
+            self.pending -= 1
 
     def reset_if_idle(self, max_bytes: int) -> None:
         """Drop everything after the header once all batches are done and the file grew large."""
-        if self.pending == 0 and self.end > max_bytes:
-            records, _ = read_records(self.fd)
-            header_end = records[0].offset + records[0].length
-            os.ftruncate(self.fd, header_end)
-            os.fsync(self.fd)
-            self.end = header_end
+        with self._mutex:
+            if self.pending == 0 and self.end > max_bytes:
+                records, _ = read_records(self.fd)
+                header_end = records[0].offset + records[0].length
+                os.ftruncate(self.fd, header_end)
+                os.fsync(self.fd)
+                self.end = header_end
 
     def close(self, remove: bool) -> None:
         if self.fd < 0:

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import pq, sql
 from psycopg._copy_base import format_row_binary  # C-accelerated row encoder (psycopg-binary)
-from psycopg.adapt import Transformer
+from psycopg.adapt import AdaptersMap, Dumper, Transformer
 
 from runner import db
 from runner.errors import MlwhError
@@ -42,11 +42,12 @@ from runner.ingest.tables import (
 log = logging.getLogger("runner.ingest")
 
 # Defaults chosen with bench/ingest.py (2 cores, embedded PostgreSQL 18, partitioned
-# ml_predictions with 4 indexes); see the numbers quoted there. In short: rows/s grows quickly
-# up to ~5k rows per COPY and is flat beyond 10k, while a larger batch only adds latency and
-# memory. A 0.5 s age bounds how stale the warehouse is under light load, and with one COPY per
-# half-second a quiet service costs the database almost nothing.
-DEFAULT_BATCH_SIZE = 5_000
+# ml_predictions). Each batch costs two round trips (COPY start, COPY end), and while the caller's
+# thread is busy each one waits for the GIL (up to 5 ms): at 5k rows per batch the database sat
+# idle a fifth of the time, at 20k rows it runs near its COPY ceiling, and 50k gained nothing
+# more. 20k rows is about 4 MB. A 0.5 s age bounds how stale the warehouse is under light load,
+# and with one COPY per half-second a quiet service costs the database almost nothing.
+DEFAULT_BATCH_SIZE = 20_000
 DEFAULT_MAX_AGE_S = 0.5
 # Rows held in memory before callers wait (each ~0.5 KB): 100k rows ~ 50 MB, i.e. about a
 # second of the writer's peak throughput; during an outage rows move on to the disk journal.
@@ -59,6 +60,23 @@ JOURNAL_ROTATE_BYTES = 64 * 1024 * 1024
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
+
+
+class _JsonbText(Dumper):
+    """Binary jsonb from JSON text the validator already encoded: version byte 1, then UTF-8.
+
+    psycopg's own jsonb dumper would encode the (already encoded) string a second time.
+    """
+
+    format = pq.Format.BINARY
+    oid = 3802  # jsonb
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
+
+
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_dumper(None, _JsonbText)  # by oid only: used through set_dumper_types
 
 
 class QueueFull(Exception):
@@ -154,20 +172,32 @@ class Writer:
         self._journal: Journal | None = None
         self._backlog: deque[Batch] = deque()
         self._orphans: list[Journal] = []
+        self._adopted_left = 0  # batches adopted from crashed writers' journals, not yet written
         try:
             self._journal = Journal.create(self.spill_dir, self.writer_id, self.target)
             for journal, batches in Journal.adopt_orphans(self.spill_dir, self.target):
                 self._orphans.append(journal)
                 self._backlog.extend(batches)
                 self._backlog_rows += sum(b.nrows for b in batches)
+                self._adopted_left += len(batches)
                 log.info("replaying %d batch(es) left in %s", len(batches), journal.path)
         except OSError as exc:
             log.error("spill journal unavailable in %s (%s): rows are held in memory only",
                       self.spill_dir, exc)
 
-        self._thread = threading.Thread(target=self._run, name=f"mlwh-writer-{self.writer_id}",
-                                        daemon=True)
+        # Two background threads, so that the database never waits for the journal: the journal
+        # thread encodes due rows and fsyncs them into the journal; the sender COPYs journaled
+        # batches into the database in order, retries, and records stats.
+        self._send_wake = threading.Event()
+        self._journal_finished = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"mlwh-journal-{self.writer_id}", daemon=True
+        )
+        self._sender = threading.Thread(
+            target=self._run_sender, name=f"mlwh-sender-{self.writer_id}", daemon=True
+        )
         self._thread.start()
+        self._sender.start()
         atexit.register(self._atexit)
 
     # -- public API: writes ------------------------------------------------------------------
@@ -292,7 +322,8 @@ class Writer:
 
     # -- public API: control -------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every row accepted so far is in the database; False on timeout.
+        """Wait until every row accepted so far, and every row adopted from a crashed writer's
+        journal, is in the database; False on timeout.
 
         While the database is down this waits for it (rows are safe in the journal meanwhile).
         """
@@ -302,8 +333,8 @@ class Writer:
             self._force_upto = max(self._force_upto, target)
         self._wake.set()
         with self._lock:
-            while self._durable < target:
-                if not self._thread.is_alive():
+            while self._durable < target or self._adopted_left:
+                if not self._sender.is_alive():
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -342,12 +373,14 @@ class Writer:
             self._close_deadline = time.monotonic() + timeout
             self._force_upto = self._accepted
         self._wake.set()
+        give_up = time.monotonic() + timeout + 30
         self._thread.join(timeout + 30)
+        self._sender.join(max(0.0, give_up - time.monotonic()))
         with self._lock:
             self._closed = True
             self._space.notify_all()
             left = self._accepted - self._durable
-            self._close_result = left == 0 and not self._thread.is_alive()
+            self._close_result = left == 0 and not self._sender.is_alive()
         atexit.unregister(self._atexit)
         if not self._close_result:
             where = self._journal.path if self._journal else "memory (no journal)"
@@ -436,44 +469,31 @@ class Writer:
     def _atexit(self) -> None:
         self.close(timeout=10.0)
 
-    # -- flusher thread ----------------------------------------------------------------------------
+    # -- journal thread --------------------------------------------------------------------------
     def _run(self) -> None:
+        """Move due rows from memory into the journal until closed and empty."""
         while True:
             try:
-                if self._step():
-                    break
-            except Exception:  # never let the flusher die: rows are journaled, log and retry
-                log.exception("writer %s: unexpected error in the flusher", self.writer_id)
-                self._disconnect()
+                self._wake.wait(self._sleep_for())
+                self._wake.clear()
+                self._journal_due_rows()
+                with self._lock:
+                    if self._closing and not self._queued:
+                        break
+            except Exception:  # never let the thread die while callers are writing
+                log.exception("writer %s: unexpected error in the journal thread", self.writer_id)
                 time.sleep(1.0)
-        self._shutdown()
-
-    def _step(self) -> bool:
-        """One round: ship due rows to the journal, write the backlog; True when done closing."""
-        self._wake.wait(self._sleep_for())
-        self._wake.clear()
-        self._journal_due_rows()
-        self._write_backlog()
-        self._settle()
-        now = time.monotonic()
-        if now - self._last_snapshot >= self.stats_interval_s:
-            self._last_snapshot = now
-            self._snapshot()
         with self._lock:
-            if not self._closing or self._queued:
-                return False
-            return not self._backlog or now >= self._close_deadline
+            self._journal_finished = True
+        self._send_wake.set()
 
     def _sleep_for(self) -> float:
         with self._lock:
             if self._closing or self._force_upto > self._drained:
                 return 0.0
-            wait = self.stats_interval_s - (time.monotonic() - self._last_snapshot)
-            if self._queued:
-                wait = min(wait, self.max_age_s - (time.monotonic() - self._oldest))
-            if self._backlog:
-                wait = min(wait, self._retry_at - time.monotonic() if self._down else 0.0)
-        return max(0.0, min(wait, 1.0))
+            if not self._queued:
+                return 1.0
+            return max(0.0, min(self.max_age_s - (time.monotonic() - self._oldest), 1.0))
 
     def _due(self) -> bool:
         """Lock held: should memory be shipped now?"""
@@ -514,11 +534,12 @@ class Writer:
             self._backlog.extend(batches)
             self._backlog_rows += sum(b.nrows for b in batches)
             self._drained = drained_upto
+        self._send_wake.set()
 
     def _journal_batch(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> Batch:
         tx = self._transformers.get(spec.key)
         if tx is None:
-            tx = Transformer(psycopg.adapters)
+            tx = Transformer(_ADAPTERS)
             tx.set_dumper_types(spec.oids, pq.Format.BINARY)
             self._transformers[spec.key] = tx
         out = bytearray(_SIGNATURE)
@@ -533,6 +554,40 @@ class Writer:
                 log.error("cannot append to spill journal %s: %s", self._journal.path, exc)
         return Batch(None, self._seq, spec.key, len(rows), 0, len(out), payload=bytes(out))
 
+    # -- sender thread ---------------------------------------------------------------------------
+    def _run_sender(self) -> None:
+        """Write journaled batches in order until the journal thread is done and nothing is left
+        (or, when closing with the database down, until the close deadline)."""
+        while True:
+            try:
+                self._send_wake.wait(self._send_sleep_for())
+                self._send_wake.clear()
+                self._write_backlog()
+                self._settle()
+                now = time.monotonic()
+                if now - self._last_snapshot >= self.stats_interval_s:
+                    self._last_snapshot = now
+                    self._snapshot()
+                with self._lock:
+                    if self._journal_finished and (
+                        not self._backlog or now >= self._close_deadline
+                    ):
+                        break
+            except Exception:  # never let the sender die: rows are journaled, log and retry
+                log.exception("writer %s: unexpected error in the sender", self.writer_id)
+                self._disconnect()
+                time.sleep(1.0)
+        self._shutdown()
+
+    def _send_sleep_for(self) -> float:
+        with self._lock:
+            wait = self.stats_interval_s - (time.monotonic() - self._last_snapshot)
+            if self._backlog:
+                wait = min(wait, self._retry_at - time.monotonic() if self._down else 0.0)
+            elif self._closing:
+                wait = min(wait, 0.05)
+        return max(0.0, min(wait, 1.0))
+
     def _write_backlog(self) -> None:
         """Write journaled batches in order; stop at the first transient failure."""
         if not self._backlog or (self._down and time.monotonic() < self._retry_at):
@@ -545,10 +600,11 @@ class Writer:
                 with self._lock:
                     self._backlog.popleft()
                     self._backlog_rows -= batch.nrows
+                    if batch.journal is not None and batch.journal is not self._journal:
+                        self._adopted_left -= 1
+                        if not self._adopted_left:
+                            self._settled.notify_all()
                 self._batch_done(batch)
-                with self._lock:
-                    if self._due():
-                        break  # let the caller's rows into the journal before going on
         except Exception as exc:
             self._disconnect()
             with self._lock:
@@ -590,12 +646,16 @@ class Writer:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            conn = db.connect(self.info, connect_timeout=max(1, int(self.connect_timeout)))
+            # autocommit: a first-attempt batch is one COPY, its own transaction, so each batch
+            # costs two round trips (each one a wait for the GIL when callers are busy)
+            conn = db.connect(
+                self.info, connect_timeout=max(1, int(self.connect_timeout)), autocommit=True
+            )
             try:
                 conn.execute("set application_name = 'mlwh-writer'")
                 for spec in TABLES.values():
                     conn.execute(spec.create_stage_sql())
-                conn.commit()
+                    conn.execute(spec.create_stage_sql(copy_format=1))  # old journals
             except BaseException:
                 conn.close()
                 raise
@@ -611,20 +671,38 @@ class Writer:
             self._conn = None
 
     def _write_batch(self, conn: psycopg.Connection, batch: Batch) -> None:
+        """One batch in one transaction.
+
+        A first attempt COPYs straight into the table: its ids are new, so nothing can conflict,
+        and skipping the stage and `on conflict` check is what makes the writer fast. A replay
+        (the batch may have committed before the connection broke) or a batch the table refused
+        goes through the stage: `insert ... on conflict do nothing`, then row by row.
+        """
         spec = TABLES[batch.table]
         data = batch.data()
         started = time.perf_counter()
         rejected = 0
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(spec.copy_sql()) as copy:
+        inserted = -1
+        if not batch.replay and batch.copy_format == 2:
+            try:
+                with conn.cursor() as cur, cur.copy(spec.direct_copy_sql()) as copy:
                     copy.write(data)
-                cur.execute(spec.insert_sql())
-                inserted = cur.rowcount
-        except psycopg.Error as exc:
-            if not _is_data_error(exc) or conn.closed:
-                raise
-            inserted, rejected = self._write_row_by_row(conn, spec, data)
+                inserted = batch.nrows
+            except psycopg.Error as exc:
+                if not _is_data_error(exc) or conn.closed:
+                    raise
+                # a duplicate id or a row the table refuses: sort it out through the stage
+        if inserted < 0:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    with cur.copy(spec.copy_sql(batch.copy_format)) as copy:
+                        copy.write(data)
+                    cur.execute(spec.insert_sql(copy_format=batch.copy_format))
+                    inserted = cur.rowcount
+            except psycopg.Error as exc:
+                if not _is_data_error(exc) or conn.closed:
+                    raise
+                inserted, rejected = self._write_row_by_row(conn, spec, data, batch.copy_format)
         elapsed = time.perf_counter() - started
         with self._lock:
             self._latencies.append(elapsed)
@@ -635,19 +713,20 @@ class Writer:
                 self._replayed += batch.nrows
 
     def _write_row_by_row(
-        self, conn: psycopg.Connection, spec: TableSpec, data: bytes
+        self, conn: psycopg.Connection, spec: TableSpec, data: bytes, copy_format: int
     ) -> tuple[int, int]:
         """The slow path for a batch the database refused: good rows in, bad ones dead-lettered."""
         inserted = rejected = 0
-        insert_one = spec.insert_sql(where_ctid=True)
+        stage = spec.stage(copy_format)
+        insert_one = spec.insert_sql(where_ctid=True, copy_format=copy_format)
         dead_letter = sql.SQL(
             "insert into ml_ops.dead_letters (source, target_table, reason, payload) "
             "select 'writer', %s, %s, row_to_json(s)::text from {} as s where ctid = %s::tid"
-        ).format(spec.stage)
+        ).format(stage)
         with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(spec.copy_sql()) as copy:
+            with cur.copy(spec.copy_sql(copy_format)) as copy:
                 copy.write(data)
-            cur.execute(sql.SQL("select ctid::text from {}").format(spec.stage))
+            cur.execute(sql.SQL("select ctid::text from {}").format(stage))
             for (ctid,) in cur.fetchall():
                 try:
                     with conn.transaction():

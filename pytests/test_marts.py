@@ -49,21 +49,25 @@ BINARY = {
 # volume anomaly) on ml_predictions; the models' own tests live in their yml files.
 SELECT = [
     "--select",
-    "path:seeds path:models/staging/ml_raw path:models/marts/ml",
+    "path:seeds path:models/staging/ml_raw path:models/intermediate/ml path:models/marts/ml",
     "--exclude",
     "path:tests",
     "ml_predictions_service_recency",
     "ml_predictions_volume_anomaly",
 ]
 INCREMENTAL_VARS = ["--vars", '{"ingest_watermark_margin_minutes": 0}']
-MARTS = [
-    "fct_prediction_outcomes",
-    "mart_prediction_volume_daily",
-    "mart_calibration_daily",
-    "mart_performance_daily",
-    "mart_drift_daily",
-    "mart_label_coverage_daily",
-]
+# Every incremental model, with its schema. Tables compared exactly (EXCEPT ALL both ways)
+# are those without aggregated doubles: the fact table and the collected drift values.
+INCREMENTAL = {
+    "fct_prediction_outcomes": "ml_marts",
+    "int_feature_values_collected": "ml_intermediate",
+    "mart_prediction_volume_daily": "ml_marts",
+    "mart_calibration_daily": "ml_marts",
+    "mart_performance_daily": "ml_marts",
+    "mart_drift_daily": "ml_marts",
+    "mart_label_coverage_daily": "ml_marts",
+}
+EXACT = {"fct_prediction_outcomes", "int_feature_values_collected"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,11 +283,11 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
             load(conn, data, start, end)
             step = dbt.invoke(["run", *SELECT, *INCREMENTAL_VARS])
             assert step.ok, step.by_status("error")
-        for table in MARTS:
+        for table, schema in INCREMENTAL.items():
             conn.execute(
                 sql.SQL("create table {} as select * from {}").format(
                     sql.Identifier("public", "incremental_" + table),
-                    sql.Identifier("ml_marts", table),
+                    sql.Identifier(schema, table),
                 )
             )
         full = dbt.invoke(["build", *SELECT, "--full-refresh"])
@@ -313,19 +317,21 @@ def test_build_ran_unit_tests_and_data_tests(built: dict[str, Any]) -> None:
     )
 
 
-@pytest.mark.parametrize("table", MARTS)
+@pytest.mark.parametrize("table", list(INCREMENTAL))
 def test_incremental_runs_equal_full_refresh(built: dict[str, Any], mconn, table: str) -> None:
+    schema = INCREMENTAL[table]
     count = mconn.execute(
-        sql.SQL("select count(*) from {}").format(sql.Identifier("ml_marts", table))
+        sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
     ).fetchone()[0]
     assert count > 0
-    # The fact table compares exactly (EXCEPT ALL both ways). The marts aggregate it, and
-    # aggregated doubles may differ in the last bits with the physical row order (summation
-    # order), so they compare row for row by key with close(); everything else exactly.
-    if table == "fct_prediction_outcomes":
+    # The fact table and the collected values compare exactly (EXCEPT ALL both ways). The marts
+    # aggregate them, and aggregated doubles may differ in the last bits with the physical row
+    # order (summation order), so they compare row for row by key with close(); everything
+    # else exactly.
+    if table in EXACT:
         for left, right in [
-            (("public", "incremental_" + table), ("ml_marts", table)),
-            (("ml_marts", table), ("public", "incremental_" + table)),
+            (("public", "incremental_" + table), (schema, table)),
+            ((schema, table), ("public", "incremental_" + table)),
         ]:
             diff = mconn.execute(
                 sql.SQL(
@@ -336,8 +342,8 @@ def test_incremental_runs_equal_full_refresh(built: dict[str, Any], mconn, table
         return
     cur = mconn.cursor(row_factory=psycopg.rows.dict_row)
     tables = []
-    for schema, name in [("public", "incremental_" + table), ("ml_marts", table)]:
-        rows = cur.execute(sql.SQL("select * from {}").format(sql.Identifier(schema, name)))
+    for source_schema, name in [("public", "incremental_" + table), (schema, table)]:
+        rows = cur.execute(sql.SQL("select * from {}").format(sql.Identifier(source_schema, name)))
         tables.append({next(iter(r.values())): r for r in rows.fetchall()})
     incremental, full = tables
     assert set(incremental) == set(full), f"{table}: keys differ"

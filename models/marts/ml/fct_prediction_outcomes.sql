@@ -12,6 +12,13 @@
     outcomes or feedback (by ingested_at, minus ingest_watermark_margin_minutes for late
     commits), and pending predictions whose lookback has now run out. Predictions that arrive
     more than label_lookback_days late need a --full-refresh.
+
+    The two watermarks are read from this table before the run and written into the SQL as
+    literals: with constants the planner prunes the raw tables' daily partitions at plan time
+    and reads `ingested_at >= watermark` through their BRIN indexes (migration 0021), a few
+    pages per partition; a subquery would leave it guessing a third of each table and
+    scanning it. The new_* imports read the raw tables directly for the same reason (a CTE
+    used twice is materialized, and its scan cannot use an index).
 #}
 {{
     config(
@@ -29,27 +36,27 @@
 {%- set lookback = "interval '1 day' * " ~ (var('label_lookback_days', 30) | int) -%}
 {%- set margin = "interval '1 minute' * "
     ~ (var('ingest_watermark_margin_minutes', 60) | int) -%}
-{%- set feedback_since = "(select previous_run.window_start from previous_run)"
-    if is_incremental() else "'-infinity'::timestamptz" -%}
+{%- set window_start = "'-infinity'::timestamptz" -%}
+{%- set ingested_after = "'-infinity'::timestamptz" -%}
+{%- if is_incremental() and execute -%}
+    {%- set watermark_query -%}
+        select
+            coalesce(max(created_at) - {{ lookback }}, '-infinity')::text,
+            coalesce(max(last_ingested_at) - {{ margin }}, '-infinity')::text
+        from {{ this }}
+    {%- endset -%}
+    {%- set watermarks = run_query(watermark_query).rows[0] -%}
+    {%- set window_start = "'" ~ watermarks[0] ~ "'::timestamptz" -%}
+    {%- set ingested_after = "'" ~ watermarks[1] ~ "'::timestamptz" -%}
+{%- endif %}
 
 with
-
-{% if is_incremental() %}
-    previous_run as (
-
-        select
-            coalesce(max(created_at) - {{ lookback }}, '-infinity') as window_start,
-            coalesce(max(last_ingested_at) - {{ margin }}, '-infinity') as ingested_after
-        from {{ this }}
-
-    ),
-{% endif %}
 
 predictions as (
 
     select * from {{ ref('stg_ml_raw__predictions') }}
     {% if is_incremental() %}
-        where created_at >= (select previous_run.window_start from previous_run)
+        where created_at >= {{ window_start }}
     {% endif %}
 
 ),
@@ -58,7 +65,7 @@ outcomes as (
 
     select * from {{ ref('stg_ml_raw__prediction_outcomes') }}
     {% if is_incremental() %}
-        where observed_at >= (select previous_run.window_start from previous_run)
+        where observed_at >= {{ window_start }}
     {% endif %}
 
 ),
@@ -68,9 +75,35 @@ feedback as (
     select * from {{ ref('stg_ml_raw__feedback') }}
     where
         prediction_id is not null
-        and created_at >= {{ feedback_since }}
+        and created_at >= {{ window_start }}
 
 ),
+
+{% if is_incremental() %}
+    new_predictions as (
+
+        select prediction_id from {{ ref('stg_ml_raw__predictions') }}
+        where created_at >= {{ window_start }} and ingested_at >= {{ ingested_after }}
+
+    ),
+
+    new_outcomes as (
+
+        select prediction_id from {{ ref('stg_ml_raw__prediction_outcomes') }}
+        where observed_at >= {{ window_start }} and ingested_at >= {{ ingested_after }}
+
+    ),
+
+    new_feedback as (
+
+        select prediction_id from {{ ref('stg_ml_raw__feedback') }}
+        where
+            prediction_id is not null
+            and created_at >= {{ window_start }}
+            and ingested_at >= {{ ingested_after }}
+
+    ),
+{% endif %}
 
 prediction_types as (
 
@@ -87,21 +120,15 @@ reference as (
 {% if is_incremental() %}
     changed as (
 
-        select predictions.prediction_id
-        from predictions
-        where predictions.ingested_at >= (select previous_run.ingested_after from previous_run)
+        select new_predictions.prediction_id from new_predictions
 
         union
 
-        select outcomes.prediction_id
-        from outcomes
-        where outcomes.ingested_at >= (select previous_run.ingested_after from previous_run)
+        select new_outcomes.prediction_id from new_outcomes
 
         union
 
-        select feedback.prediction_id
-        from feedback
-        where feedback.ingested_at >= (select previous_run.ingested_after from previous_run)
+        select new_feedback.prediction_id from new_feedback
 
         union
 
@@ -109,7 +136,7 @@ reference as (
         from {{ this }} as loaded
         where
             loaded.label_status = 'pending'
-            and loaded.created_at >= (select previous_run.window_start from previous_run)
+            and loaded.created_at >= {{ window_start }}
             and loaded.created_at <= (select reference.reference_at from reference) - {{ lookback }}
 
     ),

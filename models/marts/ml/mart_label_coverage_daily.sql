@@ -2,14 +2,35 @@
     When can a day's metrics be trusted? Per day (of the prediction), service and prediction
     type: the share of predictions labeled within 1, 7 and 30 days of being made, and the
     median and 95th percentile of the label lag (first outcome - prediction), in seconds.
+
+    Incremental by day: fct_prediction_outcomes only changes predictions made within
+    label_lookback_days of its newest one, so a run recomputes the days from the newest day
+    already here minus label_lookback_days + 1 (the extra day absorbs a DST hour in the
+    fact table's interval arithmetic) and replaces them whole (delete+insert on metric_date).
 #}
-{{ config(contract={'enforced': true}) }}
+{{
+    config(
+        materialized='incremental',
+        unique_key='metric_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        contract={'enforced': true},
+    )
+}}
+
+{%- set recompute_days = (var('label_lookback_days', 30) | int) + 1 -%}
+{%- if is_incremental() -%}
+    {%- set recompute_from = recompute_from_date('metric_date', recompute_days) -%}
+{%- endif -%}
 
 with
 
 outcomes as (
 
     select * from {{ ref('fct_prediction_outcomes') }}
+    {% if is_incremental() %}
+        where created_at >= {{ recompute_from }}::timestamp at time zone 'UTC'
+    {% endif %}
 
 ),
 

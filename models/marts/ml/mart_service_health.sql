@@ -32,6 +32,12 @@ outcomes as (
 
 ),
 
+volume_daily as (
+
+    select * from {{ ref('mart_prediction_volume_daily') }}
+
+),
+
 refreshed as (
 
     select now() as refreshed_at
@@ -53,11 +59,12 @@ recent_volume as (
 
 last_seen as (
 
-    {# Services silent for over a day: their last prediction from the marts' fact table. #}
+    {# Services silent for over a day: their last prediction, from the daily volumes (a row
+       per day and service) rather than a scan of every prediction in the fact table. #}
     select
         service_name,
-        max(created_at) as last_prediction_at
-    from outcomes
+        max(last_prediction_at) as last_prediction_at
+    from volume_daily
     group by service_name
 
 ),

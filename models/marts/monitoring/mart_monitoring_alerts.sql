@@ -7,7 +7,10 @@
     - writer queue above 200 in the latest snapshot of each writer of the last day (warn);
     - database above 10 GB (warn);
     - drift: PSI of predicted_value or confidence above 0.1 (warn) / 0.25 (error), for the
-      last two days of mart_drift_daily;
+      last two days of mart_drift_daily, on days with at least drift_alert_min_rows (100)
+      values: a partial day of a handful of predictions has a PSI of several units from
+      sampling noise alone (about (bins - 1) / n: 0.09 at 100 values, under the warn
+      threshold);
     - label coverage collapse: the share labeled within one day, for the newest day whose
       one-day window is over (two days ago), below 50% (warn) / 10% (error) of its trailing
       7-day average;
@@ -22,7 +25,8 @@
 
 {%- set warn_silent_error_minutes = 360 -%}
 {%- set writer_queue_max = 200 -%}
-{%- set database_max_bytes = 10 * 1024 * 1024 * 1024 -%}
+{%- set database_max_bytes = var('alert_database_max_bytes', 10 * 1024 * 1024 * 1024) | int -%}
+{%- set drift_min_rows = var('drift_alert_min_rows', 100) | int -%}
 {%- set psi_warn = 0.1 -%}
 {%- set psi_error = 0.25 -%}
 {%- set history_weeks = 8 -%}
@@ -202,6 +206,7 @@ drift as (
     from drift_daily
     where drift_date >= current_date - 1
         and psi > {{ psi_warn }}
+        and current_count >= {{ drift_min_rows }}
 
 ),
 

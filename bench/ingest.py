@@ -140,22 +140,15 @@ def writer(info: db.ConnInfo, n: int, spill: Path, batch_size: int | None) -> tu
 
 def copy_ceiling(info: db.ConnInfo, n: int, batch_size: int) -> float:
     """Pre-encoded batches COPYed back to back: the database's own rate from one connection."""
-    from psycopg import pq
-    from psycopg._copy_base import format_row_binary
-    from psycopg.adapt import Transformer
-
     from runner.ingest.tables import PREDICTIONS
-    from runner.ingest.writer import _ADAPTERS, _SIGNATURE, _TRAILER
+    from runner.ingest.writer import copy_transformer, encode_copy_batch
 
-    tx = Transformer(_ADAPTERS)
-    tx.set_dumper_types(PREDICTIONS.oids, pq.Format.BINARY)
+    tx = copy_transformer(PREDICTIONS.oids)
     data = [PREDICTIONS.validate(r) for r in rows(n, 4)]
-    batches = []
-    for start in range(0, n, batch_size):
-        out = bytearray(_SIGNATURE)
-        for row in data[start : start + batch_size]:
-            format_row_binary(row, tx, out)
-        batches.append(bytes(out + _TRAILER))
+    batches = [
+        bytes(encode_copy_batch(data[start : start + batch_size], tx))
+        for start in range(0, n, batch_size)
+    ]
     query = PREDICTIONS.direct_copy_sql()
     with db.connect(info, autocommit=True) as conn:
         started = time.perf_counter()

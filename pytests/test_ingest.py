@@ -316,31 +316,25 @@ def test_journal_from_the_previous_writer_version_is_replayed(
 ) -> None:
     """Journals written before JSON travelled as binary jsonb (format 1: JSON as binary text,
     no copy_format in the header) are still replayed after an upgrade, contexts intact."""
-    from psycopg import adapters, pq
-    from psycopg._copy_base import format_row_binary
-    from psycopg.adapt import Transformer
+    from psycopg import adapters
 
     from runner.ingest.journal import HEADER, Journal
     from runner.ingest.tables import JSON_KINDS, PREDICTIONS
-    from runner.ingest.writer import _SIGNATURE, _TRAILER
+    from runner.ingest.writer import copy_transformer, encode_copy_batch
 
     clear(module_db)
     rows = [
         PREDICTIONS.validate({**ROW, "predicted_value": i / 10, "context": {"n": i, "tag": "é"}})
         for i in range(10)
     ]
-    tx = Transformer(adapters)
-    tx.set_dumper_types(
+    tx = copy_transformer(  # psycopg's own adapters: JSON dumped as binary text
         [
             25 if c.kind in JSON_KINDS else oid
             for c, oid in zip(PREDICTIONS.columns, PREDICTIONS.oids, strict=True)
         ],
-        pq.Format.BINARY,
+        adapters,
     )
-    data = bytearray(_SIGNATURE)
-    for row in rows:
-        format_row_binary(row, tx, data)
-    data += _TRAILER
+    data = encode_copy_batch(rows, tx)
     path = tmp_path / "old-writer.journal"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     old = Journal(path, fd, 0)

@@ -19,3 +19,14 @@
     {%- set first_day = run_query(query).columns[0].values()[0] -%}
     {{ return("date '" ~ first_day ~ "'") }}
 {% endmacro %}
+
+{#
+    The first day an incremental run of a daily mart over fct_prediction_outcomes recomputes:
+    outcomes change predictions up to label_lookback_days old, plus one day that absorbs a DST
+    hour in the fact table's interval arithmetic. The mart's day column is `metric_date`.
+    Call it only under `is_incremental()`.
+    Example: set recompute_from = daily_mart_recompute_from() if is_incremental()
+#}
+{% macro daily_mart_recompute_from() %}
+    {{ return(recompute_from_date('metric_date', (var('label_lookback_days', 30) | int) + 1)) }}
+{% endmacro %}

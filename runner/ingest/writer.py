@@ -79,6 +79,22 @@ _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(None, _JsonbText)  # by oid only: used through set_dumper_types
 
 
+def copy_transformer(oids: list[int], adapters: AdaptersMap = _ADAPTERS) -> Transformer:
+    """A transformer that dumps rows for these column oids in binary COPY format."""
+    tx = Transformer(adapters)
+    tx.set_dumper_types(oids, pq.Format.BINARY)
+    return tx
+
+
+def encode_copy_batch(rows: list[tuple[Any, ...]], tx: Transformer) -> bytearray:
+    """The rows as one binary COPY payload: signature, tuples, trailer."""
+    out = bytearray(_SIGNATURE)
+    for row in rows:
+        format_row_binary(row, tx, out)
+    out += _TRAILER
+    return out
+
+
 class QueueFull(Exception):
     """The writer's queue stayed full for the caller's whole timeout (the database is too slow)."""
 
@@ -539,13 +555,8 @@ class Writer:
     def _journal_batch(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> Batch:
         tx = self._transformers.get(spec.key)
         if tx is None:
-            tx = Transformer(_ADAPTERS)
-            tx.set_dumper_types(spec.oids, pq.Format.BINARY)
-            self._transformers[spec.key] = tx
-        out = bytearray(_SIGNATURE)
-        for row in rows:
-            format_row_binary(row, tx, out)
-        out += _TRAILER
+            tx = self._transformers[spec.key] = copy_transformer(spec.oids)
+        out = encode_copy_batch(rows, tx)
         self._seq += 1
         if self._journal is not None:
             try:

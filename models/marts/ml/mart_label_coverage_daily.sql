@@ -18,10 +18,7 @@
     )
 }}
 
-{%- set recompute_days = (var('label_lookback_days', 30) | int) + 1 -%}
-{%- if is_incremental() -%}
-    {%- set recompute_from = recompute_from_date('metric_date', recompute_days) -%}
-{%- endif -%}
+{%- set recompute_from = daily_mart_recompute_from() if is_incremental() -%}
 
 with
 

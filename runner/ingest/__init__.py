@@ -20,9 +20,17 @@ Guarantees:
   back. A writer that starts adopts journals left by crashed writers of the same database and
   replays them (flush() waits for those too).
 - "Accepted" means in memory; "journaled" means on disk. Rows are journaled within `max_age_s`
-  of being accepted, or at once with `sync()`. A SIGKILL loses at most the accepted rows not
-  yet journaled; every journaled row arrives exactly once. `flush()` waits until rows are in
-  the database, `close()` flushes everything (or leaves the journal for the next writer).
+  of the first row of a round, or at once with `sync()`. A SIGKILL of the writing process loses
+  at most the accepted rows not yet journaled; every journaled row arrives exactly once.
+  `Writer(durable=True)` has no such window: a write_* call returns once its row is fsynced
+  (concurrent callers share one fsync). `flush()` waits until rows are in the database (or
+  dead-lettered), `close()` flushes everything (or leaves the journal for the next writer); both
+  return True only when every accepted row is accounted for.
+- A prediction id is stored once (ml_raw.prediction_ids, filled by the table's trigger): a retry
+  of the same id is counted as a duplicate, whatever its created_at.
+- Validation refuses what the database or the marts could not hold: text that is not UTF-8 or
+  too long, numbers past +-1e15, unregistered service/type pairs and values outside the type's
+  bounds (ml_ref.prediction_types); docs/requirements.md#input-bounds.
 """
 
 from runner.ingest.tables import InvalidRow, uuid7

@@ -27,6 +27,14 @@ LOADABLE = ("predictions", "outcomes", "feedback", "metrics", "events")
 LINE_ID_NAMESPACE = uuid.UUID("6f0d8a4e-5c1b-4f5e-9a62-2b8f3f1c7d10")
 
 
+def line_id(text: str) -> uuid.UUID:
+    """The id of a line that carries none: the same text always gets the same id."""
+    try:
+        return uuid.uuid5(LINE_ID_NAMESPACE, text)
+    except UnicodeEncodeError:  # bytes that are not UTF-8: name it by their hex instead
+        return uuid.uuid5(LINE_ID_NAMESPACE, text.encode("utf-8", "surrogateescape").hex())
+
+
 @dataclass
 class LoadResult:
     lines: int
@@ -34,6 +42,7 @@ class LoadResult:
     rejected: int
     duplicates: int
     pending: int  # accepted rows still in the spill journal (database went away)
+    lost: int  # accepted rows the writer could neither store nor dead-letter
     seconds: float
 
 
@@ -78,12 +87,18 @@ def _from_csv_cell(spec: TableSpec, name: str, value: str) -> Any:
             return json.loads(value)
         except json.JSONDecodeError as exc:
             raise InvalidRow(name, f"is not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRow(name, f"cannot be read as JSON ({type(exc).__name__})") from None
     return value
 
 
 def _records(path: Path, fmt: str, spec: TableSpec):  # type: ignore[no-untyped-def]
-    """Yield (line number, raw text, fields or an error message, bytes read so far)."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    """Yield (line number, raw text, fields or an error message, bytes read so far).
+
+    Bytes that are not UTF-8 are kept as lone surrogates (surrogateescape), never replaced:
+    validation then refuses the field that holds them, and the dead letter shows them escaped.
+    """
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
         if fmt == "jsonl":
             done = 0
             for number, line in enumerate(handle, start=1):
@@ -95,6 +110,12 @@ def _records(path: Path, fmt: str, spec: TableSpec):  # type: ignore[no-untyped-
                     fields = json.loads(text)
                 except json.JSONDecodeError as exc:
                     yield number, text, f"line is not valid JSON: {exc.msg} at column {exc.colno}", done
+                    continue
+                except RecursionError:
+                    yield number, text, "line is nested too deeply to read as JSON", done
+                    continue
+                except ValueError as exc:  # a number of more than 4,300 digits, for one
+                    yield number, text, f"line cannot be read as JSON: {exc}", done
                     continue
                 if not isinstance(fields, dict):
                     yield number, text, "line is not a JSON object", done
@@ -151,13 +172,17 @@ def load_file(
                 reason = fields
             else:
                 if spec.id_column and fields.get(spec.id_column) is None:
-                    fields[spec.id_column] = uuid.uuid5(LINE_ID_NAMESPACE, text)
+                    fields[spec.id_column] = line_id(text)
                 try:
-                    writer.put_validated(spec, spec.validate(fields), timeout=60)
-                    bar.update(done, lines, rejected)
-                    continue
+                    row = writer.validate(spec, fields)
                 except InvalidRow as exc:
                     reason = str(exc)
+                except Exception as exc:  # no line stops a load: whatever it holds, say why
+                    reason = f"line cannot be read: {type(exc).__name__}: {exc}"
+                else:
+                    writer.put_validated(spec, row, timeout=60)
+                    bar.update(done, lines, rejected)
+                    continue
             rejected += 1
             writer.write_dead_letter(
                 source=source, source_line=number, target_table=spec.qualified,
@@ -170,10 +195,10 @@ def load_file(
     after = writer.stats()
     return LoadResult(
         lines=lines,
-        # dead letters are written rows too; the database may also refuse rows validation passed
-        loaded=after["written"] - before["written"] - rejected,
+        loaded=after["written_by_table"][spec.key] - before["written_by_table"][spec.key],
         rejected=after["rejected"] - before["rejected"],
         duplicates=after["duplicates"] - before["duplicates"],
         pending=after["queued"],
+        lost=after["lost"],
         seconds=time.monotonic() - started,
     )

@@ -28,6 +28,12 @@ NAME_MAX_LEN = 64
 CONTEXT_LIMIT_BYTES = 64 * 1024
 # Clocks drift and batch jobs backfill, but a timestamp a day ahead is a bug in the caller.
 MAX_FUTURE_S = 86400.0
+# Every measured number is finite and within +-1e15 (docs/requirements.md#input-bounds): far past
+# any score, duration or count, and small enough that no sum of squares in the marts overflows
+# double precision. The tables' checks say the same (migration 0022).
+VALUE_LIMIT = 1e15
+# Free text without a natural length gets one (the tables' *_text_length_check say the same).
+TEXT_MAX_LEN = 256
 FEEDBACK_TYPES = frozenset({"thumbs_up", "thumbs_down", "rating", "correction", "comment"})
 
 # allow_nan=False: PostgreSQL's jsonb has no NaN, so such a context must fail here, by name.
@@ -164,14 +170,36 @@ def _name(value: Any, name: str) -> str:
     return value
 
 
-def _text(value: Any, name: str) -> str:
-    if type(value) is not str:
-        if not isinstance(value, str):
-            raise InvalidRow(name, f"must be a string, got {type(value).__name__}")
-        value = str(value)
-    if "\x00" in value:
-        raise InvalidRow(name, "contains a NUL character, which PostgreSQL text cannot hold")
-    return value
+def _utf8(text: str, name: str) -> None:
+    """Refuse text that cannot travel as UTF-8 (lone surrogates, undecodable bytes of a file)."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidRow(
+                name,
+                f"is not valid UTF-8 text (character {exc.start}: a lone surrogate or a byte "
+                "that is not UTF-8)",
+            ) from None
+
+
+def _text_of(max_len: int) -> Converter:
+    def convert(value: Any, name: str) -> str:
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise InvalidRow(name, f"must be a string, got {type(value).__name__}")
+            value = str(value)
+        if len(value) > max_len:
+            raise InvalidRow(name, f"is {len(value):,} characters long; the limit is {max_len:,}")
+        if "\x00" in value:
+            raise InvalidRow(name, "contains a NUL character, which PostgreSQL text cannot hold")
+        _utf8(value, name)
+        return value
+
+    return convert
+
+
+_text = _text_of(TEXT_MAX_LEN)
 
 
 def _float(value: Any, name: str) -> float:
@@ -179,9 +207,16 @@ def _float(value: Any, name: str) -> float:
     if kind is not float:
         if kind is bool or not isinstance(value, int | float):
             raise InvalidRow(name, f"must be a number, got {kind.__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a double (10**400)
+            raise InvalidRow(
+                name, f"must be between {-VALUE_LIMIT:g} and {VALUE_LIMIT:g}, got a larger number"
+            ) from None
     if not math.isfinite(value):
         raise InvalidRow(name, f"must be a finite number, got {value}")
+    if not -VALUE_LIMIT <= value <= VALUE_LIMIT:
+        raise InvalidRow(name, f"must be between {-VALUE_LIMIT:g} and {VALUE_LIMIT:g}, got {value:g}")
     return value
 
 
@@ -208,6 +243,7 @@ def _encode_json(value: Any, name: str) -> str:
         )
     if "\\u0000" in text:
         raise InvalidRow(name, "contains a NUL character, which jsonb cannot hold")
+    _utf8(text, name)
     return text
 
 
@@ -244,6 +280,10 @@ _KINDS: dict[str, tuple[Converter, str, int]] = {
     "timestamp": (_timestamp, "timestamptz", 1184),
     "name": (_name, "text", 25),
     "text": (_text, "text", 25),
+    "text64": (_text_of(64), "text", 25),
+    "text128": (_text_of(128), "text", 25),
+    "text10k": (_text_of(10_000), "text", 25),
+    "payload_text": (_text_of(64 * 1024 * 1024), "text", 25),  # dead letters keep lines whole
     "float": (_float, "float8", 701),
     "probability": (_between(0.0, 1.0), "float8", 701),
     "rating": (_between(0.0, 5.0), "float8", 701),
@@ -274,8 +314,13 @@ _FAST_CHECKS: dict[str, str] = {
     "uuid": "type(v) is _UUID",
     "timestamp": "type(v) is _datetime and v.tzinfo is _UTC and v <= _future_bound[0]",
     "name": "type(v) is str and v in _valid_names",
-    "text": "type(v) is str and '\\x00' not in v",
-    "float": "type(v) is float and v - v == 0.0",  # false for inf and NaN
+    # ASCII (an O(1) flag in CPython) cannot hold a lone surrogate; anything else is checked
+    "text": f"type(v) is str and len(v) <= {TEXT_MAX_LEN} and v.isascii() and '\\x00' not in v",
+    "text64": "type(v) is str and len(v) <= 64 and v.isascii() and '\\x00' not in v",
+    "text128": "type(v) is str and len(v) <= 128 and v.isascii() and '\\x00' not in v",
+    "text10k": "type(v) is str and len(v) <= 10000 and v.isascii() and '\\x00' not in v",
+    # false for inf, NaN and anything past the limit
+    "float": f"type(v) is float and -{VALUE_LIMIT!r} <= v <= {VALUE_LIMIT!r}",
     "probability": "type(v) is float and 0.0 <= v <= 1.0",  # false for NaN
     "rating": "type(v) is float and 0.0 <= v <= 5.0",
     "feedback_type": "type(v) is str and v in _FEEDBACK_TYPES",
@@ -293,6 +338,9 @@ class TableSpec:
     columns: tuple[Column, ...]
     id_column: str | None = None  # returned by the write_* call
     one_of: tuple[str, ...] = ()  # at least one of these must be present
+    # a table (schema, name) holding each id once across partitions: the stage path stores only
+    # ids it lacks (docs/requirements.md#prediction-identity)
+    id_registry: tuple[str, str] | None = None
     _index: dict[str, int] = field(init=False, repr=False)
     validate: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False)
 
@@ -421,15 +469,32 @@ class TableSpec:
             else sql.Identifier(c.name)
             for c in self.columns
         ]
-        query = sql.SQL("insert into {}.{} ({}) select {} from {}").format(
+        conditions: list[sql.Composable] = []
+        distinct: sql.Composable = sql.SQL("")
+        order: sql.Composable = sql.SQL("")
+        if self.id_registry is not None and self.id_column is not None:
+            # an id seen before (in any partition) or twice in this batch is stored once
+            ident = sql.Identifier(self.id_column)
+            conditions.append(
+                sql.SQL("not exists (select 1 from {}.{} as r where r.{} = s.{})").format(
+                    *map(sql.Identifier, self.id_registry), ident, ident
+                )
+            )
+            distinct = sql.SQL("distinct on (s.{}) ").format(ident)
+            order = sql.SQL(" order by s.{}").format(ident)
+        if where_ctid:
+            conditions.append(sql.SQL("s.ctid = %s::tid"))
+        where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
+        query = sql.SQL("insert into {}.{} ({}) select {}{} from {} as s{}{}").format(
             sql.Identifier(self.schema),
             sql.Identifier(self.table),
             sql.SQL(", ").join(map(sql.Identifier, self.names)),
+            distinct,
             sql.SQL(", ").join(exprs),
             self.stage(copy_format),
+            where,
+            order,
         )
-        if where_ctid:
-            query += sql.SQL(" where ctid = %s::tid")
         return query + sql.SQL(" on conflict do nothing")
 
 
@@ -451,18 +516,19 @@ PREDICTIONS = TableSpec(
         _c("service_name", "name", required=True),
         _c("prediction_type", "name", required=True),
         _c("model_id", "uuid"),
-        _c("model_version", "text"),
-        _c("target_entity_type", "text"),
+        _c("model_version", "text128"),
+        _c("target_entity_type", "text64"),
         _c("target_entity_id", "text"),
         _c("predicted_value", "float"),
         _c("prediction_payload", "json"),
         _c("confidence", "probability"),
         _c("confidence_interval", "json_object"),
         _c("context", "json_object", default=_const("{}")),
-        _c("source", "text", default=_const("ml_model")),
+        _c("source", "text64", default=_const("ml_model")),
     ),
     id_column="prediction_id",
     one_of=("predicted_value", "prediction_payload"),
+    id_registry=("ml_raw", "prediction_ids"),
 )
 
 OUTCOMES = TableSpec(
@@ -475,7 +541,7 @@ OUTCOMES = TableSpec(
         _c("prediction_id", "uuid", required=True),
         _c("actual_value", "float", required=True),
         _c("prediction_created_at", "timestamp"),
-        _c("source", "text", default=_const("ground_truth")),
+        _c("source", "text64", default=_const("ground_truth")),
     ),
     id_column="outcome_id",
 )
@@ -492,7 +558,7 @@ FEEDBACK = TableSpec(
         _c("feedback_type", "feedback_type", required=True),
         _c("rating", "rating"),
         _c("corrected_value", "float"),
-        _c("comment", "text"),
+        _c("comment", "text10k"),
         _c("user_id", "text"),
         _c("context", "json_object", default=_const("{}")),
     ),
@@ -507,8 +573,8 @@ METRICS = TableSpec(
         _c("metric_id", "uuid", default=uuid7),
         _c("recorded_at", "timestamp", default=_now),
         _c("service_name", "name", required=True),
-        _c("model_version", "text"),
-        _c("metric_name", "text", required=True),
+        _c("model_version", "text128"),
+        _c("metric_name", "text128", required=True),
         _c("metric_value", "float", required=True),
         _c("window_start", "timestamp"),
         _c("window_end", "timestamp"),
@@ -524,10 +590,10 @@ EVENTS = TableSpec(
     (
         _c("event_id", "uuid", default=uuid7),
         _c("occurred_at", "timestamp", default=_now),
-        _c("event_type", "text", required=True),
-        _c("source", "text", required=True),
+        _c("event_type", "text128", required=True),
+        _c("source", "text128", required=True),
         _c("service_name", "name"),
-        _c("entity_type", "text"),
+        _c("entity_type", "text64"),
         _c("entity_id", "text"),
         _c("session_id", "text"),
         _c("payload", "json_object", default=_const("{}")),
@@ -541,11 +607,11 @@ DEAD_LETTERS = TableSpec(
     "ml_ops",
     "dead_letters",
     (
-        _c("source", "text", required=True),
+        _c("source", "payload_text", required=True),
         _c("source_line", "int"),
-        _c("target_table", "text", required=True),
-        _c("reason", "text", required=True),
-        _c("payload", "text", required=True),
+        _c("target_table", "payload_text", required=True),
+        _c("reason", "payload_text", required=True),
+        _c("payload", "payload_text", required=True),
     ),
 )
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -95,6 +97,20 @@ def encode_copy_batch(rows: list[tuple[Any, ...]], tx: Transformer) -> bytearray
     return out
 
 
+def dead_letter_row(
+    source: str, target_table: str, reason: str, payload: str, source_line: int | None = None
+) -> tuple[Any, ...]:
+    return DEAD_LETTERS.validate(
+        {
+            "source": printable(source),
+            "source_line": source_line,
+            "target_table": printable(target_table),
+            "reason": printable(reason),
+            "payload": printable(payload),
+        }
+    )
+
+
 class QueueFull(Exception):
     """The writer's queue stayed full for the caller's whole timeout (the database is too slow)."""
 
@@ -115,9 +131,23 @@ def default_spill_dir() -> Path:
 
 
 def _is_data_error(exc: BaseException) -> bool:
-    """Rows the database refuses (class 22 data exception, 23 integrity): retrying won't help."""
+    """Rows the database refuses (class 22 data exception, 23 integrity, 54 a limit such as
+    nesting depth): retrying won't help, sorting the batch out row by row will."""
     state = getattr(exc, "sqlstate", None) or ""
-    return state[:2] in ("22", "23")
+    return state[:2] in ("22", "23", "54")
+
+
+def printable(text: str) -> str:
+    """Text PostgreSQL stores as given: lone surrogates (and bytes a file could not decode) as
+    backslash escapes, NUL as \\0, so that a dead letter can always be written."""
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\0")
+
+
+PREDICTION_TYPES_SQL = (
+    "select service_name, prediction_type, value_min, value_max from ml_ref.prediction_types"
+)
 
 
 class Writer:
@@ -138,9 +168,14 @@ class Writer:
         stats_interval_s: float = DEFAULT_STATS_INTERVAL_S,
         connect_timeout: float = 5.0,
         writer_id: str | None = None,
+        durable: bool = False,
     ) -> None:
         if batch_size < 1 or queue_size < 1 or max_age_s <= 0:
             raise ValueError("batch_size and queue_size must be >= 1 and max_age_s > 0")
+        # durable=True: a write_* call returns once its row is fsynced in the journal (callers
+        # writing at the same time share one fsync, like a producer's acks); otherwise it returns
+        # at once and the row is journaled within max_age_s (docs/requirements.md#durability).
+        self.durable = durable
         self.info = info if info is not None else db.resolve().conninfo()
         self.target = f"{self.info.host}:{self.info.port}/{self.info.dbname}"
         self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid7().hex[-12:]}"
@@ -164,6 +199,7 @@ class Writer:
         self._durable = 0  # every row up to this count is in the database
         self._force_upto = 0  # flush() wants rows up to this count shipped now
         self._waiting = 0
+        self._durable_waiters = 0
         self._closing = False
         self._closed = False
         self._close_deadline = 0.0
@@ -174,6 +210,10 @@ class Writer:
         self._replayed = 0
         self._rejected = 0
         self._duplicates = 0
+        self._lost = 0  # accepted rows neither stored nor dead-lettered (a refused dead letter)
+        self._written_by_table: dict[str, int] = {key: 0 for key in TABLES}
+        self._journaled = threading.Condition(self._lock)  # durable callers waiting for fsync
+        self._types: dict[tuple[str, str], tuple[float, float]] | None = None
         self._latencies: deque[float] = deque(maxlen=2048)
         self._backlog_rows = 0
 
@@ -198,8 +238,13 @@ class Writer:
                 self._adopted_left += len(batches)
                 log.info("replaying %d batch(es) left in %s", len(batches), journal.path)
         except OSError as exc:
+            if durable:
+                raise MlwhError(
+                    f"durable writer needs a spill journal, but {self.spill_dir} is unusable: {exc}"
+                ) from exc
             log.error("spill journal unavailable in %s (%s): rows are held in memory only",
                       self.spill_dir, exc)
+        self._load_types()
 
         # Two background threads, so that the database never waits for the journal: the journal
         # thread encodes due rows and fsyncs them into the journal; the sender COPYs journaled
@@ -218,7 +263,10 @@ class Writer:
 
     # -- public API: writes ------------------------------------------------------------------
     def write_prediction(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
-        """Queue one ml_predictions row; returns its prediction_id (a UUIDv7 unless given)."""
+        """Queue one ml_predictions row; returns its prediction_id (a UUIDv7 unless given).
+
+        The id is the prediction's identity: writing it again (a retry) stores nothing more.
+        """
         row = self._validate(PREDICTIONS, fields)
         self._put("predictions", row, timeout)
         return row[0]
@@ -275,18 +323,31 @@ class Writer:
         timeout: float | None = None,
     ) -> None:
         """Queue a rejected input row for ml_ops.dead_letters and count it as rejected."""
-        row = DEAD_LETTERS.validate(
-            {
-                "source": source,
-                "source_line": source_line,
-                "target_table": target_table,
-                "reason": reason,
-                "payload": payload.replace("\x00", "\\0"),
-            }
-        )
-        self._put("dead_letters", row, timeout)
+        self._put("dead_letters", dead_letter_row(source, target_table, reason, payload,
+                                                  source_line), timeout)
         with self._lock:
             self._rejected += 1
+
+    def validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
+        """`spec.validate(fields)`, then, for predictions, the registered service/type and its
+        value bounds (ml_ref.prediction_types, read when the writer starts and every stats
+        interval); InvalidRow names the field. Not counted as rejected: the caller decides."""
+        row = spec.validate(fields)
+        if spec is PREDICTIONS and self._types is not None:
+            bounds = self._types.get((row[2], row[3]))
+            if bounds is None:
+                raise InvalidRow(
+                    "prediction_type",
+                    f"{row[2]}/{row[3]} is not registered in ml_ref.prediction_types (add it to "
+                    "seeds/prediction_types.csv and run dbt seed)",
+                )
+            value = row[8]
+            if value is not None and not bounds[0] <= value <= bounds[1]:
+                raise InvalidRow(
+                    "predicted_value",
+                    f"must be between {bounds[0]:g} and {bounds[1]:g} for {row[3]}, got {value:g}",
+                )
+        return row
 
     def put_validated(
         self, spec: TableSpec, row: tuple[Any, ...], timeout: float | None = None
@@ -356,7 +417,7 @@ class Writer:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._settled.wait(0.5 if remaining is None else min(remaining, 0.5))
-        return True
+            return not self._lost
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until every row accepted so far is in the spill journal on disk (not yet
@@ -396,7 +457,7 @@ class Writer:
             self._closed = True
             self._space.notify_all()
             left = self._accepted - self._durable
-            self._close_result = left == 0 and not self._sender.is_alive()
+            self._close_result = left == 0 and not self._lost and not self._sender.is_alive()
         atexit.unregister(self._atexit)
         if not self._close_result:
             where = self._journal.path if self._journal else "memory (no journal)"
@@ -429,6 +490,8 @@ class Writer:
                 "replayed": self._replayed,
                 "rejected": self._rejected,
                 "duplicates": self._duplicates,
+                "lost": self._lost,
+                "written_by_table": dict(self._written_by_table),
                 "backlog_batches": len(self._backlog),
                 "database_down": self._down,
             }
@@ -441,10 +504,16 @@ class Writer:
     # -- caller side -----------------------------------------------------------------------------
     def _validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
         try:
-            return spec.validate(fields)
-        except InvalidRow:
+            return self.validate(spec, fields) if spec is PREDICTIONS else spec.validate(fields)
+        except InvalidRow as exc:
             with self._lock:
                 self._rejected += 1
+            if exc.field == "prediction_type" and spec is PREDICTIONS:
+                # an unregistered service or type is also the operator's business: record it,
+                # so that the monitoring alerts see it the first time it appears
+                row = dead_letter_row("writer", spec.qualified, str(exc), repr(dict(fields)))
+                with contextlib.suppress(QueueFull, WriterClosed):
+                    self._put("dead_letters", row, 0)
             raise
 
     def _put(self, key: str, row: tuple[Any, ...], timeout: float | None) -> None:
@@ -455,14 +524,32 @@ class Writer:
             if self._queued >= self.queue_size:
                 self._wait_for_room(timeout)
             if not self._queued:
+                # the first row of a round starts the max_age_s clock: the journal thread may be
+                # in its idle sleep, so wake it to time that row (once per round, not per row)
                 self._oldest = time.monotonic()
+                wake = True
             self._bufs[key].append(row)
             self._queued += 1
             self._accepted += 1
             if self._queued == self.batch_size:
                 wake = True
+            if self.durable:
+                self._wait_journaled(self._accepted)
+                return
         if wake:
             self._wake.set()
+
+    def _wait_journaled(self, seq: int) -> None:
+        """Durable mode (lock held): return once row `seq` is fsynced in the journal."""
+        self._durable_waiters += 1
+        try:
+            self._wake.set()
+            while self._drained < seq:
+                if not self._thread.is_alive():
+                    raise WriterClosed("the writer's journal thread stopped")
+                self._journaled.wait(0.5)
+        finally:
+            self._durable_waiters -= 1
 
     def _wait_for_room(self, timeout: float | None) -> None:
         """Back-pressure (lock held): wait for the flusher to drain memory, up to the timeout."""
@@ -505,7 +592,7 @@ class Writer:
 
     def _sleep_for(self) -> float:
         with self._lock:
-            if self._closing or self._force_upto > self._drained:
+            if self._closing or self._force_upto > self._drained or self._durable_waiters:
                 return 0.0
             if not self._queued:
                 return 1.0
@@ -517,6 +604,7 @@ class Writer:
             self._queued >= self.batch_size
             or self._closing
             or self._force_upto > self._drained
+            or self._durable_waiters > 0
             or time.monotonic() - self._oldest >= self.max_age_s
         )
 
@@ -536,7 +624,7 @@ class Writer:
             spec = TABLES[key]
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
-                batches.append(self._journal_batch(spec, chunk))
+                batches.extend(self._journal_chunk(spec, chunk))
         if self._journal is not None:
             try:
                 self._journal.sync()  # group commit: one fsync for everything drained this round
@@ -550,7 +638,37 @@ class Writer:
             self._backlog.extend(batches)
             self._backlog_rows += sum(b.nrows for b in batches)
             self._drained = drained_upto
+            self._journaled.notify_all()
         self._send_wake.set()
+
+    def _journal_chunk(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> list[Batch]:
+        """Journal rows as one batch; should a row fail to encode (validation is meant to make
+        that impossible), journal the others and turn it into a dead letter, never drop it."""
+        try:
+            return [self._journal_batch(spec, rows)]
+        except Exception:  # any encoding failure: sort the rows out one by one
+            log.exception("writer %s: a %s batch failed to encode", self.writer_id, spec.key)
+        tx = self._transformers[spec.key]
+        good: list[tuple[Any, ...]] = []
+        bad: list[tuple[Any, ...]] = []
+        for row in rows:
+            try:
+                encode_copy_batch([row], tx)
+                good.append(row)
+            except Exception as exc:
+                reason = f"could not be encoded for COPY: {type(exc).__name__}: {exc}"
+                bad.append(dead_letter_row("writer", spec.qualified, reason, repr(row)))
+        batches = [self._journal_batch(spec, good)] if good else []
+        if bad and spec is not DEAD_LETTERS:
+            batches.append(self._journal_batch(DEAD_LETTERS, bad))
+            with self._lock:
+                self._rejected += len(bad)
+        elif bad:
+            log.error("writer %s: dropping %d dead letter(s) that cannot be encoded",
+                      self.writer_id, len(bad))
+            with self._lock:
+                self._lost += len(bad)
+        return batches
 
     def _journal_batch(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> Batch:
         tx = self._transformers.get(spec.key)
@@ -667,6 +785,7 @@ class Writer:
                 for spec in TABLES.values():
                     conn.execute(spec.create_stage_sql())
                     conn.execute(spec.create_stage_sql(copy_format=1))  # old journals
+                self._load_types(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -718,6 +837,7 @@ class Writer:
         with self._lock:
             self._latencies.append(elapsed)
             self._written += inserted
+            self._written_by_table[batch.table] += inserted
             self._rejected += rejected
             self._duplicates += batch.nrows - inserted - rejected
             if batch.replay:
@@ -752,6 +872,8 @@ class Writer:
                         reason += f" ({exc.diag.message_detail})"
                     if spec is DEAD_LETTERS:
                         log.error("dropping a dead letter the database refused: %s", reason)
+                        with self._lock:
+                            self._lost += 1
                         continue
                     cur.execute(dead_letter, [spec.qualified, reason, ctid])
         return inserted, rejected
@@ -762,10 +884,33 @@ class Writer:
                 self._durable = self._drained
                 self._settled.notify_all()
 
+    def _load_types(self, conn: psycopg.Connection | None = None) -> None:
+        """Best effort: the registered (service, type) pairs and their value bounds, for checks
+        in the caller's thread; without them the database's trigger still checks every row."""
+        try:
+            if conn is None:
+                with db.connect(self.info, connect_timeout=max(1, min(2, int(self.connect_timeout))),
+                                autocommit=True) as own:
+                    self._load_types(own)
+                return
+            if conn.execute("select to_regclass('ml_ref.prediction_types')").fetchone()[0] is None:
+                self._types = None
+                return
+            self._types = {
+                (service, kind): (
+                    -math.inf if low is None else low, math.inf if high is None else high
+                )
+                for service, kind, low, high in conn.execute(PREDICTION_TYPES_SQL)
+            }
+        except Exception as exc:  # unreachable, or no ml_ref yet: keep what we had
+            log.debug("writer %s: prediction types not loaded: %s", self.writer_id, exc)
+
     def _snapshot(self) -> None:
         """Best effort: one row in ml_ops.writer_stats, so checks can alert on a growing queue."""
         if self._down:
             return
+        if self._conn is not None and not self._conn.closed:
+            self._load_types(self._conn)
         s = self.stats()
         try:
             conn = self._connection()

@@ -14,6 +14,9 @@
     - label coverage collapse: the share labeled within one day, for the newest day whose
       one-day window is over (two days ago), below 50% (warn) / 10% (error) of its trailing
       7-day average;
+    - unregistered prediction type: rows refused in the last 7 days because their service/type
+      pair is not in ml_ref.prediction_types (a typo, or a new service not yet registered):
+      warn from the first such row (docs/requirements.md#registered-services);
     - volume anomaly: yesterday's predictions against the same weekday of the previous 8 weeks,
       |z| above 3 with at least 4 weeks of history (error when the day dropped by 90% or more).
 
@@ -50,6 +53,12 @@ predictions as (
 writer_stats as (
 
     select * from {{ ref('stg_ml_ops__writer_stats') }}
+
+),
+
+dead_letters as (
+
+    select * from {{ ref('stg_ml_ops__dead_letters') }}
 
 ),
 
@@ -334,9 +343,31 @@ volume_anomalies as (
 
 ),
 
+unregistered_types as (
+
+    select
+        'prediction_type' as entity_type,
+        unregistered_prediction_type as entity,
+        'unregistered_prediction_type' as metric,
+        '7 days' as alert_window,
+        count(*)::double precision as observed_value,
+        0::double precision as threshold,
+        'warn' as severity,
+        min(received_at) as since,
+        (max(received_at) at time zone 'UTC')::date as alert_date,
+        'rows refused; register it in seeds/prediction_types.csv' as detail
+    from dead_letters
+    where unregistered_prediction_type is not null
+        and received_at > now() - interval '7 days'
+    group by unregistered_prediction_type
+
+),
+
 alerts as (
 
     select * from silent_services
+    union all
+    select * from unregistered_types
     union all
     select * from error_rates
     union all

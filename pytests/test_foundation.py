@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -179,3 +180,32 @@ def test_dbt_class_reads_run_results(module_db: db.ConnInfo, tmp_path: Path) -> 
     assert {u for u in ran if u.startswith("operation.")}, "on-run-start hooks are reported too"
     failing = dbt.invoke(["run-operation", "no_such_macro"])
     assert failing.exit_code != 0
+
+
+def test_secret_files_are_private_from_their_creation(tmp_path: Path) -> None:
+    """No window in which the password is readable by others: docs/requirements.md#secrets."""
+    previous = os.umask(0)  # the most permissive umask: only the mode given at creation counts
+    try:
+        secret = tmp_path / "secret"
+        db.write_secret(secret, "s3cret\n")
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert secret.read_text() == "s3cret\n"
+    finally:
+        os.umask(previous)
+
+    seen: dict[str, int] = {}
+
+    class WatchedServer(db.EmbeddedServer):
+        def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+            if Path(cmd[0]).name == "initdb":  # while initdb runs, the password is on disk twice
+                seen.update(
+                    {p.name: stat.S_IMODE(p.stat().st_mode) for p in self.home.iterdir() if p.is_file()}
+                )
+            return super()._run(cmd, check)
+
+    previous = os.umask(0o022)
+    try:
+        WatchedServer(tmp_path / "home")._initdb()
+    finally:
+        os.umask(previous)
+    assert seen.get(".initdb-password") == 0o600 and seen.get("password") == 0o600, seen

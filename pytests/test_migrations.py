@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -333,3 +334,214 @@ def test_psycopg_errors_do_not_leak_as_tracebacks(pg_home: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("mlwh: cannot connect to PostgreSQL at 127.0.0.1:1")
     assert psycopg.__name__ not in result.stderr
+
+
+# -- rollback guard: docs/requirements.md#rollback-guard -----------------------------------------
+GUARD_FILES = {
+    "0001_guard_t.sql": "-- migrate:up\ncreate table guard_t (x int);\n-- migrate:down\ndrop table guard_t;\n",
+    "0002_guard_note.sql": (
+        "-- migrate:up\nalter table guard_t add column note text;\n"
+        "-- migrate:down\nalter table guard_t\n    drop column note,\n"
+        "    add constraint guard_t_x_check check (x in (1, 2, 3));\n"
+    ),
+    "0003_guard_empty.sql": (
+        "-- migrate:up\ncreate table guard_empty (x int);\n"
+        "-- migrate:down\ndrop table if exists guard_empty cascade;\n"
+    ),
+}
+
+
+def _applied_versions(info: db.ConnInfo) -> list[str]:
+    with db.connect(info) as conn:
+        return [r[0] for r in conn.execute("select version from ml_ops.schema_migrations order by 1")]
+
+
+def test_down_section_drops_are_found_by_parsing(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "0001_x.sql",
+        "-- migrate:up\nselect 1;\n-- migrate:down\n"
+        "drop table if exists a.t1, t2 cascade;\n"
+        "alter table only a.t3 drop constraint c, drop column if exists \"Note\",\n"
+        "    add constraint k check (v not in ('a,b', 'c')), drop y;\n"
+        "alter table a.t4 alter column z drop default;\n"
+        "drop index a.i;\ndrop schema s cascade;\ndrop schema r;\ntruncate table a.t5;\n",
+    )
+    found = [(d.kind, d.relation, d.column) for d in migrations.destructive_steps(migrations.parse_migration(path).down)]
+    assert found == [
+        ("table", "a.t1", None),
+        ("table", "t2", None),
+        ("column", "a.t3", '"Note"'),
+        ("column", "a.t3", "y"),
+        ("schema", "s", None),
+        ("truncate", "a.t5", None),
+    ]
+
+
+def test_rollback_refuses_to_drop_rows_unless_forced_or_backed_up(
+    fresh: db.ConnInfo, tmp_path: Path, pg_home: Path
+) -> None:
+    for name, text in GUARD_FILES.items():
+        write(tmp_path, name, text)
+    engine(fresh, tmp_path).migrate()
+    with db.connect(fresh) as conn:
+        conn.execute("insert into guard_t (x, note) values (1, 'a'), (2, 'b'), (3, null)")
+    env = mlwh_env(pg_home, dbname=fresh.dbname, MLWH_MIGRATIONS_DIR=str(tmp_path))
+
+    refused = run_mlwh("rollback", "--to", "0", env=env)
+    assert refused.returncode == 2, refused
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert "0002_guard_note.sql" in lines[0] and "public.guard_t" in lines[0] and " 2 " in lines[0]
+    assert "--force" in lines[0] and "--backup" in lines[0]
+    assert _applied_versions(fresh) == ["0001", "0002", "0003"]
+
+    plan = run_mlwh("rollback", "--to", "0", "--plan", env=env)
+    assert plan.returncode == 0, plan.stderr
+    by_file = {line.split()[2].rstrip(":"): line for line in plan.stdout.splitlines() if line.startswith("would revert")}
+    assert "0 rows" in by_file["0003_guard_empty.sql"]
+    assert "column public.guard_t.note" in by_file["0002_guard_note.sql"] and "2 rows" in by_file["0002_guard_note.sql"]
+    assert "table public.guard_t" in by_file["0001_guard_t.sql"] and "3 rows" in by_file["0001_guard_t.sql"]
+
+    # an empty table is no data loss: one step back goes through without --force
+    assert run_mlwh("rollback", "--steps", "1", env=env).returncode == 0
+    assert _applied_versions(fresh) == ["0001", "0002"]
+
+    backed = run_mlwh("rollback", "--to", "0", "--backup", env=env)
+    assert backed.returncode == 0, backed.stderr
+    dump = Path(backed.stdout.split("backup written to ", 1)[1].split(" (")[0])
+    assert dump.is_file() and oct(dump.stat().st_mode & 0o777) == oct(0o600)  # a copy of the data
+    assert _applied_versions(fresh) == []
+
+    engine(fresh, tmp_path).migrate()
+    with db.connect(fresh) as conn:
+        conn.execute("insert into guard_t (x) values (1)")
+    forced = run_mlwh("rollback", "--to", "0", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert _applied_versions(fresh) == []
+
+
+def test_rollback_blocked_by_a_dependent_view_names_it_and_what_to_run(
+    fresh: db.ConnInfo, tmp_path: Path
+) -> None:
+    write(tmp_path, "0001_dep.sql", "-- migrate:up\ncreate table dep_t (x int);\n-- migrate:down\ndrop table dep_t;\n")
+    e = engine(fresh, tmp_path)
+    e.migrate()
+    with db.connect(fresh) as conn:
+        conn.execute("create schema ml_staging")
+        conn.execute("create view ml_staging.stg_dep as select x from dep_t")
+    with pytest.raises(MlwhError) as raised:
+        e.rollback(to="0")
+    message = str(raised.value)
+    assert "0001_dep.sql:4" in message
+    assert "view ml_staging.stg_dep depends on table dep_t" in message
+    assert "drop schema ml_staging cascade" in message and "mlwh dbt run" in message
+    assert "\n" not in message
+    assert _applied_versions(fresh) == ["0001"]
+
+
+def test_staging_views_name_the_source_columns_they_read() -> None:
+    """A `select *` view depends on every column, so any column-dropping down would fail."""
+    for path in sorted((ROOT / "models" / "staging").rglob("*.sql")):
+        text = " ".join(path.read_text().split())
+        assert "select * from {{ source(" not in text, f"{path.name}: list the source columns"
+
+
+# -- arguments: docs/requirements.md#migration-arguments ---------------------------------------
+def test_rollback_and_migrate_reject_steps_and_versions_that_name_nothing(
+    fresh: db.ConnInfo, tmp_path: Path, pg_home: Path
+) -> None:
+    for name, text in GUARD_FILES.items():
+        write(tmp_path, name, text)
+    e = engine(fresh, tmp_path)
+    e.migrate(to="0002")
+    for kwargs, pattern in (
+        ({"steps": -1}, "--steps must be 1 or more, not -1"),
+        ({"steps": 0}, "--steps must be 1 or more, not 0"),
+        ({"to": "999"}, "--to 0999 names no migration"),
+    ):
+        with pytest.raises(MlwhError, match=pattern) as raised:
+            e.rollback(**kwargs)  # type: ignore[arg-type]
+        assert raised.value.exit_code == 2
+    with pytest.raises(MlwhError, match="--to 0999 names no migration") as raised:
+        e.migrate(to="999")
+    assert raised.value.exit_code == 2
+    assert _applied_versions(fresh) == ["0001", "0002"]
+
+    env = mlwh_env(pg_home, dbname=fresh.dbname, MLWH_MIGRATIONS_DIR=str(tmp_path))
+    for args in (("rollback", "--steps", "-1"), ("rollback", "--to", "999"), ("migrate", "--to", "999")):
+        result = run_mlwh(*args, env=env)
+        assert result.returncode == 2, (args, result)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _applied_versions(fresh) == ["0001", "0002"]
+    assert e.rollback(to="0") and _applied_versions(fresh) == []
+
+
+# -- lock timeout: docs/requirements.md#migration-lock-timeout --------------------------------
+def _hold_lock(info: db.ConnInfo, table: str, seconds: float, ready: threading.Event) -> None:
+    with db.connect(info) as conn:
+        # a transaction holding ACCESS SHARE
+        conn.execute(psycopg.sql.SQL("select * from {}").format(psycopg.sql.Identifier(table)))
+        ready.set()
+        time.sleep(seconds)
+        conn.rollback()
+
+
+def test_writers_wait_about_one_lock_timeout_behind_a_blocked_migration(
+    fresh: db.ConnInfo, tmp_path: Path
+) -> None:
+    write(tmp_path, "0001_hot.sql", "-- migrate:up\ncreate table hot_t (x int);\n-- migrate:down\ndrop table hot_t;\n")
+    write(
+        tmp_path,
+        "0002_hot_y.sql",
+        "-- migrate:up\nalter table hot_t add column y int;\n-- migrate:down\nalter table hot_t drop column y;\n",
+    )
+    engine(fresh, tmp_path).migrate(to="0001")
+    ready, stop = threading.Event(), threading.Event()
+    waits: list[float] = []
+
+    def writer() -> None:
+        with db.connect(fresh, autocommit=True) as conn:
+            while not stop.is_set():
+                started = time.monotonic()
+                conn.execute("insert into hot_t (x) values (1)")
+                waits.append(time.monotonic() - started)
+                time.sleep(0.01)
+
+    holder = threading.Thread(target=_hold_lock, args=(fresh, "hot_t", 3.0, ready))
+    holder.start()
+    ready.wait(10)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert engine(fresh, tmp_path).migrate()  # the default lock_timeout and retries
+    finally:
+        stop.set()
+        thread.join()
+        holder.join()
+    assert _applied_versions(fresh) == ["0001", "0002"]
+    assert waits and max(waits) < 1.6, f"a writer waited {max(waits):.1f}s"
+
+
+def test_a_blocked_statement_outside_a_transaction_is_retried_alone(
+    fresh: db.ConnInfo, tmp_path: Path
+) -> None:
+    write(tmp_path, "0001_nt.sql", "-- migrate:up\ncreate table nt_t (x int);\n-- migrate:down\ndrop table nt_t;\n")
+    write(
+        tmp_path,
+        "0002_nt_index.sql",
+        "-- migrate:up transaction:false\ncreate table nt_side (x int);\n"
+        "alter table nt_t add column y int;\n"
+        "-- migrate:down transaction:false\nalter table nt_t drop column y;\ndrop table nt_side;\n",
+    )
+    engine(fresh, tmp_path).migrate(to="0001")
+    ready = threading.Event()
+    holder = threading.Thread(target=_hold_lock, args=(fresh, "nt_t", 1.5, ready))
+    holder.start()
+    ready.wait(10)
+    try:
+        # the alter times out and is retried without re-running the create before it
+        engine(fresh, tmp_path, lock_timeout=0.3, retries=8).migrate()
+    finally:
+        holder.join()
+    assert _applied_versions(fresh) == ["0001", "0002"]

@@ -258,17 +258,16 @@ class EmbeddedServer:
             shutil.rmtree(self.pgdata)
         self.pgdata.mkdir(mode=0o700)
         if not self.password_file.exists():
-            self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
-        self.password_file.chmod(0o600)
+            write_secret(self.password_file, secrets.token_urlsafe(24) + "\n")
         os_user = self._os_user()
+        owner = _user_ids(os_user) if os_user else None
         pwfile = self.home / ".initdb-password"
-        pwfile.write_text(self.password() + "\n")
-        if os_user:
+        pwfile.unlink(missing_ok=True)  # a leftover of a crashed start may have any mode
+        write_secret(pwfile, self.password() + "\n", owner=owner)
+        if owner:
             self._grant_traverse(self.home)
             self._grant_traverse(pg_bin_dir())
-            uid, gid = _user_ids(os_user)
-            for path in (self.pgdata, pwfile):
-                os.chown(path, uid, gid)
+            os.chown(self.pgdata, *owner)
         try:
             result = self._run(
                 [
@@ -375,6 +374,22 @@ class EmbeddedServer:
         with contextlib.suppress(OSError):
             return " | ".join(self.logfile.read_text().strip().splitlines()[-3:])
         return "no server log"
+
+
+def write_secret(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
+    """Write a new file that only its owner can read, from the moment it exists.
+
+    Created 0600 by open(2) itself, so there is no window in which another local user could
+    read it (a chmod afterwards leaves one); `owner` (uid, gid) is set before anything is
+    written. See docs/requirements.md#secrets.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _port_free(port: int) -> bool:

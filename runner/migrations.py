@@ -6,8 +6,10 @@ statement by statement outside a transaction (CREATE INDEX CONCURRENTLY); a down
 `-- migrate:down irreversible: <reason>` refuses to roll back. Text before the first marker is
 a header (comments) and is ignored. Bookkeeping lives in `ml_ops.schema_migrations` (what is
 applied, with the file's sha256) and the append-only `ml_ops.migration_log` (every attempt).
-A session advisory lock keeps two migrators from racing; `lock_timeout` keeps a migration from
-queueing forever behind another session's lock.
+A session advisory lock keeps two migrators from racing. Each statement runs with a short
+`lock_timeout` and is retried with backoff: a migration waiting for an ACCESS EXCLUSIVE lock
+blocks every writer queued behind it, so it must never wait long in one go. A rollback whose
+down sections would drop rows refuses unless forced (docs/requirements.md#rollback-guard).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import sqlparse
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from runner import db
 from runner.errors import MlwhError
@@ -36,6 +40,14 @@ FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 MARKER = re.compile(r"^--\s*migrate:(up|down)\b(.*)$")
 # Chosen once: hashtext('ml_warehouse.migrations') would do too, but a constant is greppable.
 ADVISORY_LOCK_KEY = 7_150_420_001
+# Writers queued behind a statement that waits for an ACCESS EXCLUSIVE lock wait as long as it
+# does: about a second per attempt, then the lock request is withdrawn and they run during the
+# pause. Eleven attempts with pauses of 0.5, 1, 2, 4, then 5 s outlast a query of ~45 s
+# (docs/requirements.md#migration-lock-timeout).
+DEFAULT_LOCK_TIMEOUT = 1.0
+DEFAULT_RETRIES = 10
+RETRY_PAUSE_FIRST = 0.5
+RETRY_PAUSE_MAX = 5.0
 
 BOOTSTRAP_SQL = """
 create schema if not exists ml_ops;
@@ -226,6 +238,72 @@ def parse_migration(path: Path) -> Migration:
     )
 
 
+# -- what a down section destroys ---------------------------------------------------------------
+IDENT = r'(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)'
+QUALIFIED = rf"{IDENT}(?:\s*\.\s*{IDENT})?"
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A statement that destroys stored rows: drops a table, a column or a schema, or truncates."""
+
+    kind: str  # table, column, schema (with cascade) or truncate
+    relation: str  # as written: the table, or the schema for kind "schema"
+    column: str | None
+    line: int
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside parentheses and literals (sqlparse keeps a literal one token)."""
+    parts, depth, buf = [], 0, []
+    for token in sqlparse.parse(text)[0].flatten():
+        if token.ttype is sqlparse.tokens.Punctuation:
+            if token.value == "(":
+                depth += 1
+            elif token.value == ")":
+                depth -= 1
+            elif token.value == "," and depth == 0:
+                parts.append("".join(buf).strip())
+                buf = []
+                continue
+        buf.append(token.value)
+    parts.append("".join(buf).strip())
+    return [p for p in parts if p]
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in _split_top_level(text) if re.fullmatch(QUALIFIED, n)]
+
+
+def _statement_drops(text: str, line: int) -> list[Drop]:
+    flags = re.IGNORECASE
+    if found := re.fullmatch(r"drop table (?:if exists )?(.+?)(?: cascade| restrict)?", text, flags):
+        return [Drop("table", n, None, line) for n in _names(found.group(1))]
+    if found := re.fullmatch(r"drop schema (?:if exists )?(.+?) cascade", text, flags):
+        return [Drop("schema", n, None, line) for n in _names(found.group(1))]
+    truncate = r"truncate (?:table )?(?:only )?(.+?)(?: (?:restart|continue) identity)?(?: cascade| restrict)?"
+    if found := re.fullmatch(truncate, text, flags):
+        return [Drop("truncate", n, None, line) for n in _names(found.group(1))]
+    alter = rf"alter table (?:if exists )?(?:only )?({QUALIFIED}) (.+)"
+    if found := re.fullmatch(alter, text, flags):
+        column = rf"drop (?:column )?(?:if exists )?({IDENT})(?: cascade| restrict)?"
+        return [
+            Drop("column", found.group(1), action.group(1), line)
+            for part in _split_top_level(found.group(2))
+            if (action := re.fullmatch(column, part, flags)) and action.group(1).lower() != "constraint"
+        ]
+    return []
+
+
+def destructive_steps(section: Section) -> list[Drop]:
+    """What the section's statements would drop with their rows, found by parsing them."""
+    drops: list[Drop] = []
+    for stmt in section.statements:
+        text = " ".join(sqlparse.format(stmt.sql, strip_comments=True).split())
+        drops.extend(_statement_drops(text, stmt.line))
+    return drops
+
+
 def default_directory() -> Path:
     env = os.environ.get("MLWH_MIGRATIONS_DIR")
     return Path(env).resolve() if env else db.project_dir() / "migrations"
@@ -251,6 +329,23 @@ class Applied:
     name: str
     checksum: str
     applied_at: object
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Rows a down step would destroy, counted before anything runs."""
+
+    migration: Migration
+    drop: Drop
+    target: str  # schema-qualified table, or table.column
+    rows: int
+
+    def describe(self) -> str:
+        if self.drop.kind == "column":
+            return f"column {self.target} (set in {self.rows:,} rows)"
+        if self.drop.kind == "truncate":
+            return f"the rows of table {self.target} ({self.rows:,} rows)"
+        return f"table {self.target} ({self.rows:,} rows)"
 
 
 @dataclass(frozen=True)
@@ -315,8 +410,8 @@ class MigrationEngine:
         info: db.ConnInfo,
         directory: Path | None = None,
         *,
-        lock_timeout: float = 5.0,
-        retries: int = 3,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
         wait_timeout: float = 120.0,
         say: Callable[[str], None] = print,
     ) -> None:
@@ -409,16 +504,17 @@ class MigrationEngine:
     # -- apply ---------------------------------------------------------------------------------
     def plan_up(self, to: str | None = None) -> list[Migration]:
         files = self.migrations()
+        to = self._check_to(_normalize(to), {m.version for m in files}, allow_zero=False)
         with db.connect(self.info, autocommit=True) as conn:
             applied = self._applied(conn)
         return [m for m in files if m.version not in applied and (to is None or m.version <= to)]
 
     def migrate(self, to: str | None = None) -> list[Migration]:
         """Apply pending migrations up to `to` (all by default); returns what was applied."""
-        to = _normalize(to)
+        files = self.migrations()
+        to = self._check_to(_normalize(to), {m.version for m in files}, allow_zero=False)
         done: list[Migration] = []
         with self._locked() as conn:
-            files = self.migrations()
             applied = self._applied(conn)  # re-read under the lock: another migrator may have run
             problems = self.problems(files, applied)
             if problems:
@@ -438,10 +534,23 @@ class MigrationEngine:
             applied = sorted(self._applied(conn), reverse=True)
         return self._select_down(files, applied, _normalize(to), steps)
 
-    @staticmethod
+    def _check_to(self, to: str | None, known: set[str], *, allow_zero: bool) -> str | None:
+        """A `--to` that names no migration is a typo, not "everything" (or "nothing")."""
+        if to is None or to in known or (allow_zero and int(to) == 0):
+            return to
+        last = max(known) if known else "none"
+        zero = "; 0 reverts them all" if allow_zero else ""
+        raise MlwhError(
+            f"--to {to} names no migration in {self.directory} (the last is {last}{zero})",
+            exit_code=2,
+        )
+
     def _select_down(
-        files: dict[str, Migration], applied: list[str], to: str | None, steps: int | None
+        self, files: dict[str, Migration], applied: list[str], to: str | None, steps: int | None
     ) -> list[Migration]:
+        if steps is not None and steps < 1:
+            raise MlwhError(f"--steps must be 1 or more, not {steps}", exit_code=2)
+        to = self._check_to(to, set(files) | set(applied), allow_zero=True)
         if to is not None:
             chosen = [v for v in applied if v > to]
         else:
@@ -451,8 +560,32 @@ class MigrationEngine:
             raise MlwhError(f"cannot roll back {', '.join(missing)}: the migration file is missing")
         return [files[v] for v in chosen]
 
-    def rollback(self, to: str | None = None, steps: int | None = None) -> list[Migration]:
-        """Revert applied migrations newest first: down to `to`, or `steps` of them (default 1)."""
+    def data_losses(self, chosen: list[Migration]) -> list[Loss]:
+        """The rows each down section in `chosen` would drop, in the order they would run."""
+        with db.connect(self.info, autocommit=True) as conn:
+            return self._losses(conn, chosen)
+
+    @staticmethod
+    def _losses(conn: psycopg.Connection, chosen: list[Migration]) -> list[Loss]:
+        losses: list[Loss] = []
+        for m in chosen:
+            for drop in destructive_steps(m.down):
+                for schema, table, column in _targets(conn, drop):
+                    query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
+                    if column is not None:
+                        query += sql.SQL(" where {} is not null").format(sql.Identifier(column))
+                    rows = conn.execute(query).fetchone()[0]
+                    target = f"{schema}.{table}" + (f".{column}" if column is not None else "")
+                    losses.append(Loss(m, drop, target, rows))
+        return losses
+
+    def rollback(
+        self, to: str | None = None, steps: int | None = None, *, force: bool = False
+    ) -> list[Migration]:
+        """Revert applied migrations newest first: down to `to`, or `steps` of them (default 1).
+
+        Refuses, before running anything, when a down would drop rows, unless `force`.
+        """
         done: list[Migration] = []
         with self._locked() as conn:
             files_list = self.migrations()
@@ -469,6 +602,19 @@ class MigrationEngine:
                         f"{m.filename} is irreversible ({m.down.irreversible_reason}): "
                         "rollback stops before it"
                     )
+            losing = [loss for loss in self._losses(conn, chosen) if loss.rows]
+            if losing and not force:
+                first = losing[0]
+                more = ""
+                if len(losing) > 1:
+                    total = sum(loss.rows for loss in losing)
+                    more = f" (and {len(losing) - 1} more, {total:,} rows in all)"
+                raise MlwhError(
+                    f"refusing to roll back: {first.migration.filename} drops {first.describe()}"
+                    f"{more}; nothing was changed. Use --force to drop them, or --backup to take "
+                    "a pg_dump first",
+                    exit_code=2,
+                )
             for m in chosen:
                 self._run_section(conn, m, m.down)
                 done.append(m)
@@ -490,34 +636,46 @@ class MigrationEngine:
 
     def _run_section(self, conn: psycopg.Connection, m: Migration, section: Section) -> None:
         verb = "applying" if section.direction == "up" else "reverting"
-        for attempt in range(1, self.retries + 2):
-            started = time.monotonic()
-            self.say(f"{verb} {m.filename} ...")
-            try:
+        started = time.monotonic()
+        self.say(f"{verb} {m.filename} ...")
+        kept = "" if section.transactional else " (outside a transaction: earlier statements stay applied)"
+        try:
+            if section.transactional:
+                # the whole transaction is retried: its pauses must not hold the locks it has taken
+                self._retrying(conn, m, section.direction, lambda: self._execute(conn, m, section))
+            else:
                 self._execute(conn, m, section)
+        except pg_errors.LockNotAvailable as exc:
+            stmt = getattr(exc, "mlwh_statement", None)
+            where = f"{m.filename}:{stmt.line}" if stmt else m.filename
+            raise MlwhError(
+                f"{where}: gave up after {self.retries + 1} attempts with lock_timeout "
+                f"{self.lock_timeout:g}s: {_blocker(exc)}. Let that session finish, or retry later."
+                f"{kept}"
+            ) from None
+        except psycopg.Error as exc:
+            stmt = getattr(exc, "mlwh_statement", None)
+            where = f"{m.filename}:{stmt.line}" if stmt else m.filename
+            message = (exc.diag.message_primary or str(exc)).strip()
+            self._log(conn, m, section.direction, "failed", f"{where}: {message}")
+            if isinstance(exc, pg_errors.DependentObjectsStillExist):
+                message += _dependents_advice(exc, section.direction)
+            raise MlwhError(f"{where}: {section.direction} failed: {message}{kept}") from None
+        self.say(f"  done in {(time.monotonic() - started) * 1000:.0f} ms")
+
+    def _retrying(self, conn: psycopg.Connection, m: Migration, direction: str, attempt: Callable[[], None]) -> None:
+        """Run `attempt`, again after a pause each time it times out waiting for a lock."""
+        for number in range(1, self.retries + 2):
+            try:
+                attempt()
+                return
             except pg_errors.LockNotAvailable as exc:
-                blocker = getattr(exc, "mlwh_blocker", None) or "another session holds a conflicting lock"
-                self._log(conn, m, section.direction, "failed", f"lock timeout: {blocker}")
-                if attempt <= self.retries:
-                    pause = min(2 ** (attempt - 1), 8)
-                    self.say(f"  lock timeout ({blocker}); retry {attempt}/{self.retries} in {pause}s")
-                    time.sleep(pause)
-                    continue
-                stmt = getattr(exc, "mlwh_statement", None)
-                where = f"{m.filename}:{stmt.line}" if stmt else m.filename
-                raise MlwhError(
-                    f"{where}: gave up after {self.retries + 1} attempts with lock_timeout "
-                    f"{self.lock_timeout:g}s: {blocker}. Let that session finish, or retry later."
-                ) from None
-            except psycopg.Error as exc:
-                stmt = getattr(exc, "mlwh_statement", None)
-                where = f"{m.filename}:{stmt.line}" if stmt else m.filename
-                message = (exc.diag.message_primary or str(exc)).strip()
-                self._log(conn, m, section.direction, "failed", f"{where}: {message}")
-                kept = "" if section.transactional else " (outside a transaction: earlier statements stay applied)"
-                raise MlwhError(f"{where}: {section.direction} failed: {message}{kept}") from None
-            self.say(f"  done in {(time.monotonic() - started) * 1000:.0f} ms")
-            return
+                self._log(conn, m, direction, "failed", f"lock timeout: {_blocker(exc)}")
+                if number > self.retries:
+                    raise
+                pause = min(RETRY_PAUSE_FIRST * 2 ** (number - 1), RETRY_PAUSE_MAX)
+                self.say(f"  lock timeout ({_blocker(exc)}); retry {number}/{self.retries} in {pause:g}s")
+                time.sleep(pause)
 
     def _execute(self, conn: psycopg.Connection, m: Migration, section: Section) -> None:
         started_at = conn.execute("select clock_timestamp()").fetchone()[0]
@@ -529,29 +687,34 @@ class MigrationEngine:
                     conn.execute(
                         "select set_config('lock_timeout', %s, true)", [self._lock_timeout_ms()]
                     )
-                    self._statements(conn, section, watcher)
+                    for stmt in section.statements:
+                        self._statement(conn, stmt, watcher)
                     self._record(conn, m, section.direction, started_at, t0)
             else:
                 conn.execute("select set_config('lock_timeout', %s, false)", [self._lock_timeout_ms()])
                 try:
-                    self._statements(conn, section, watcher)
+                    # each statement commits on its own, so only the one that timed out runs again
+                    for stmt in section.statements:
+                        self._retrying(
+                            conn, m, section.direction, lambda s=stmt: self._statement(conn, s, watcher)
+                        )
                 finally:
                     conn.execute("reset lock_timeout")
                 with conn.transaction():
                     self._record(conn, m, section.direction, started_at, t0)
 
     def _lock_timeout_ms(self) -> str:
-        return f"{int(self.lock_timeout * 1000)}ms"
+        return f"{max(int(self.lock_timeout * 1000), 1)}ms"
 
     @staticmethod
-    def _statements(conn: psycopg.Connection, section: Section, watcher: LockWatcher) -> None:
-        for stmt in section.statements:
-            try:
-                conn.execute(stmt.sql.encode(), prepare=False)
-            except psycopg.Error as exc:
-                exc.mlwh_statement = stmt  # type: ignore[attr-defined]
-                exc.mlwh_blocker = watcher.blocker  # type: ignore[attr-defined]
-                raise
+    def _statement(conn: psycopg.Connection, stmt: Statement, watcher: LockWatcher) -> None:
+        watcher.blocker = None
+        try:
+            conn.execute(stmt.sql.encode(), prepare=False)
+        except psycopg.Error as exc:
+            exc.mlwh_statement = stmt  # type: ignore[attr-defined]
+            exc.mlwh_blocker = watcher.blocker  # type: ignore[attr-defined]
+            raise
 
     def _record(self, conn: psycopg.Connection, m: Migration, direction: str, started_at: object, t0: float) -> None:
         duration = (time.monotonic() - t0) * 1000
@@ -581,8 +744,72 @@ def _normalize(version: str | None) -> str | None:
     if version is None:
         return None
     if not version.isdigit():
-        raise MlwhError(f"--to takes a migration number such as 0003, not {version!r}")
+        raise MlwhError(f"--to takes a migration number such as 0003, not {version!r}", exit_code=2)
     return version.zfill(4)
+
+
+def _blocker(exc: BaseException) -> str:
+    return getattr(exc, "mlwh_blocker", None) or "another session holds a conflicting lock"
+
+
+def _targets(conn: psycopg.Connection, drop: Drop) -> list[tuple[str, str, str | None]]:
+    """The existing tables (schema, table, column or None) whose rows `drop` would destroy."""
+    if drop.kind == "schema":
+        rows = conn.execute(
+            """
+            select n.nspname, c.relname
+            from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+            where n.nspname = %s and c.relkind in ('r', 'p') and not c.relispartition
+            order by c.relname
+            """,
+            [_unquote(drop.relation)],
+        ).fetchall()
+        return [(schema, table, None) for schema, table in rows]
+    row = conn.execute(
+        """
+        select n.nspname, c.relname
+        from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+        where c.oid = to_regclass(%s) and c.relkind in ('r', 'p')
+        """,
+        [drop.relation],
+    ).fetchone()
+    if row is None:
+        return []  # already gone, or not a table: nothing stored to lose
+    if drop.column is None:
+        return [(row[0], row[1], None)]
+    column = _unquote(drop.column)
+    exists = conn.execute(
+        "select 1 from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
+        "and attnum > 0 and not attisdropped",
+        [drop.relation, column],
+    ).fetchone()
+    return [(row[0], row[1], column)] if exists else []
+
+
+def _unquote(identifier: str) -> str:
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier.lower()
+
+
+def _dependents_advice(exc: psycopg.Error, direction: str) -> str:
+    """Name the views in the way and say what to run: dbt rebuilds its own views."""
+    detail = (exc.diag.message_detail or "").strip().splitlines()
+    views = [
+        found.group(1)
+        for line in detail
+        if (found := re.match(r"(?:materialized )?view (\S+) depends on", line))
+    ]
+    said = f" ({'; '.join(detail[:3])}{'; ...' if len(detail) > 3 else ''})" if detail else ""
+    if not views:
+        return said + ": drop or alter what depends on it first"
+    schemas = sorted({v.split(".", 1)[0] for v in views if "." in v})
+    again = "mlwh migrate" if direction == "up" else "mlwh rollback"
+    drop = f"`drop schema {', '.join(schemas)} cascade`" if schemas else "the views above"
+    return (
+        f"{said}. dbt's views are in the way: drop them ({drop}), run `{again}` again, "
+        "then `mlwh dbt run` to rebuild them"
+    )
 
 
 def migrate_to_head(info: db.ConnInfo, directory: Path | None = None) -> None:
@@ -649,12 +876,13 @@ def backup(info: db.ConnInfo, output: Path | None = None) -> Path:
     if output is None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         output = db.mlwh_home() / "backups" / f"{info.dbname}-{stamp}.dump"
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     result = subprocess.run(
         [str(db.pg_bin_dir() / "pg_dump"), "--format=custom", f"--file={output}", info.dbname],
         env={**os.environ, **info.pg_env()},
         capture_output=True,
         text=True,
+        umask=0o077,  # a copy of every row: readable by its owner only, from its creation
     )
     if result.returncode != 0:
         raise MlwhError(f"pg_dump failed: {result.stderr.strip()}", exit_code=2)

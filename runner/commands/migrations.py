@@ -15,6 +15,7 @@ def _engine(args: argparse.Namespace) -> migrations.MigrationEngine:
         db.resolve().conninfo(),
         Path(args.dir).resolve() if args.dir else None,
         lock_timeout=args.lock_timeout,
+        retries=args.lock_retries,
         wait_timeout=args.wait_timeout,
     )
 
@@ -47,17 +48,28 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     if args.to is not None and args.steps is not None:
-        raise MlwhError("give --to or --steps, not both")
+        raise MlwhError("give --to or --steps, not both", exit_code=2)
     engine = _engine(args)
     if args.plan:
         plan = engine.plan_down(args.to, args.steps)
+        losses = engine.data_losses(plan)
         for m in plan:
             note = f" (irreversible: {m.down.irreversible_reason})" if m.down.irreversible_reason else ""
-            print(f"would revert {m.filename}{note}")
+            drops = "; ".join(loss.describe() for loss in losses if loss.migration is m)
+            print(f"would revert {m.filename}{note}" + (f": drops {drops}" if drops else ""))
         if not plan:
             print("nothing to roll back")
+        lost = sum(loss.rows for loss in losses)
+        if lost:
+            print(f"{lost:,} rows would be dropped: rollback refuses without --force or --backup")
         return 0
-    done = engine.rollback(args.to, args.steps)
+    if args.backup:
+        if not engine.plan_down(args.to, args.steps):
+            print("nothing to roll back")
+            return 0
+        path = migrations.backup(engine.info)
+        print(f"backup written to {path} ({_size(path)})")
+    done = engine.rollback(args.to, args.steps, force=args.force or args.backup)
     print(f"reverted {len(done)} migration(s)" if done else "nothing to roll back")
     return 0
 
@@ -119,8 +131,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="migrations directory (default: migrations/ of the project, or $MLWH_MIGRATIONS_DIR)",
     )
     parser.add_argument(
-        "--lock-timeout", type=float, default=5.0, metavar="S",
-        help="seconds a statement may wait for a table lock before retrying (default 5)",
+        "--lock-timeout", type=float, default=migrations.DEFAULT_LOCK_TIMEOUT, metavar="S",
+        help="seconds a statement may wait for a table lock, and so hold up the writers queued "
+        f"behind it, before it backs off and retries (default {migrations.DEFAULT_LOCK_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--lock-retries", type=int, default=migrations.DEFAULT_RETRIES, metavar="N",
+        help=f"retries after a lock timeout, with pauses from {migrations.RETRY_PAUSE_FIRST:g}s "
+        f"doubling up to {migrations.RETRY_PAUSE_MAX:g}s (default {migrations.DEFAULT_RETRIES})",
     )
     parser.add_argument(
         "--wait-timeout", type=float, default=120.0, metavar="S",
@@ -137,9 +155,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("rollback", help="revert applied migrations, newest first (default: one)")
-    p.add_argument("--to", metavar="N", help="revert every migration after N")
+    p.add_argument("--to", metavar="N", help="revert every migration after N (0: all of them)")
     p.add_argument("--steps", type=int, metavar="K", help="revert the K newest migrations")
-    p.add_argument("--plan", action="store_true", help="print what would run and change nothing")
+    p.add_argument(
+        "--plan", action="store_true",
+        help="print what would run and the rows each step would drop; change nothing",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="revert even when a down step drops tables or columns holding rows"
+    )
+    p.add_argument(
+        "--backup", action="store_true", help="take a pg_dump backup first, then revert (implies --force)"
+    )
     _common(p)
     p.set_defaults(func=cmd_rollback)
 

@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_ops', 'dq_results') }}
-
-),
-
 renamed as (
 
     select
@@ -23,7 +17,7 @@ renamed as (
         message,
         execution_seconds,
         (checked_at at time zone 'UTC')::date as checked_date
-    from source
+    from {{ source('ml_ops', 'dq_results') }}
 
 )
 

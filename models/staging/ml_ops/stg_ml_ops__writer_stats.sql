@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_ops', 'writer_stats') }}
-
-),
-
 renamed as (
 
     select
@@ -23,7 +17,7 @@ renamed as (
         flush_p50_ms,
         flush_p95_ms,
         flush_p99_ms
-    from source
+    from {{ source('ml_ops', 'writer_stats') }}
 
 )
 

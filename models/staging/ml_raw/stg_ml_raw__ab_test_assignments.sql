@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'ab_test_assignments') }}
-
-),
-
 renamed as (
 
     select
@@ -17,7 +11,7 @@ renamed as (
         outcome_value,
         outcome_observed_at,
         context
-    from source
+    from {{ source('ml_raw', 'ab_test_assignments') }}
 
 )
 

@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'ab_testing_experiments') }}
-
-),
-
 renamed as (
 
     select
@@ -23,7 +17,7 @@ renamed as (
         created_at,
         started_at,
         ended_at
-    from source
+    from {{ source('ml_raw', 'ab_testing_experiments') }}
 
 )
 

@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'evolution_experiments') }}
-
-),
-
 renamed as (
 
     select
@@ -22,7 +16,7 @@ renamed as (
         created_at,
         started_at,
         finished_at
-    from source
+    from {{ source('ml_raw', 'evolution_experiments') }}
 
 )
 

@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'evolution_generations') }}
-
-),
-
 renamed as (
 
     select
@@ -19,7 +13,7 @@ renamed as (
         diversity_score,
         started_at,
         finished_at
-    from source
+    from {{ source('ml_raw', 'evolution_generations') }}
 
 )
 

@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'evolution_individuals') }}
-
-),
-
 renamed as (
 
     select
@@ -18,7 +12,7 @@ renamed as (
         metrics,
         is_elite,
         created_at
-    from source
+    from {{ source('ml_raw', 'evolution_individuals') }}
 
 )
 

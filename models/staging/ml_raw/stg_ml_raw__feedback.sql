@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'ml_feedback') }}
-
-),
-
 renamed as (
 
     select
@@ -21,7 +15,7 @@ renamed as (
         context,
         ingested_at,
         (created_at at time zone 'UTC')::date as created_date
-    from source
+    from {{ source('ml_raw', 'ml_feedback') }}
 
 )
 

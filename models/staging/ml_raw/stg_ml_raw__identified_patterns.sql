@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'identified_patterns') }}
-
-),
-
 renamed as (
 
     select
@@ -19,7 +13,7 @@ renamed as (
         is_active,
         first_seen_at,
         last_seen_at
-    from source
+    from {{ source('ml_raw', 'identified_patterns') }}
 
 )
 

@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'learning_events') }}
-
-),
-
 renamed as (
 
     select
@@ -23,7 +17,7 @@ renamed as (
         date_trunc('hour', occurred_at at time zone 'UTC') at time zone 'UTC' as occurred_hour,
         extract(epoch from processed_at - occurred_at)::double precision
             as processing_lag_seconds
-    from source
+    from {{ source('ml_raw', 'learning_events') }}
 
 )
 

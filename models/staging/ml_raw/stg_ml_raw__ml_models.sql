@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'ml_models') }}
-
-),
-
 renamed as (
 
     select
@@ -23,7 +17,7 @@ renamed as (
         created_at,
         updated_at,
         deployed_at
-    from source
+    from {{ source('ml_raw', 'ml_models') }}
 
 )
 

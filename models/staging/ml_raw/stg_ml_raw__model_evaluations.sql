@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'model_evaluations') }}
-
-),
-
 renamed as (
 
     select
@@ -20,7 +14,7 @@ renamed as (
         f1_score,
         metrics,
         evaluated_at
-    from source
+    from {{ source('ml_raw', 'model_evaluations') }}
 
 )
 

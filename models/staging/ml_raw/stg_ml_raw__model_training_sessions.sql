@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'model_training_sessions') }}
-
-),
-
 renamed as (
 
     select
@@ -22,7 +16,7 @@ renamed as (
         started_at,
         finished_at,
         error_message
-    from source
+    from {{ source('ml_raw', 'model_training_sessions') }}
 
 )
 

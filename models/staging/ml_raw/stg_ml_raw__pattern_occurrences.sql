@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'pattern_occurrences') }}
-
-),
-
 renamed as (
 
     select
@@ -16,7 +10,7 @@ renamed as (
         location_data,
         confidence,
         detected_at
-    from source
+    from {{ source('ml_raw', 'pattern_occurrences') }}
 
 )
 

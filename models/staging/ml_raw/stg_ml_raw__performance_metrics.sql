@@ -1,11 +1,5 @@
 with
 
-source as (
-
-    select * from {{ source('ml_raw', 'ml_performance_metrics') }}
-
-),
-
 renamed as (
 
     select
@@ -20,7 +14,7 @@ renamed as (
         dimensions,
         ingested_at,
         (recorded_at at time zone 'UTC')::date as recorded_date
-    from source
+    from {{ source('ml_raw', 'ml_performance_metrics') }}
 
 )
 

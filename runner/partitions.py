@@ -96,13 +96,14 @@ LIST_SQL = """
             'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)'
         ) as b
     ) as bounds
-    where parent.relnamespace = 'ml_raw'::regnamespace
+    where parent.relnamespace in ('ml_raw'::regnamespace, 'ml_archive'::regnamespace)
     order by parent_table, lower_bound nulls first
 """
 
 
 def list_partitions(info: db.ConnInfo) -> list[Partition]:
-    """Every partition of the ml_raw landing tables with its bounds, estimated rows and size."""
+    """Every partition of the ml_raw landing tables and of their ml_archive parents (what
+    retention archived), with its bounds, estimated rows and size."""
     with db.connect(info) as conn:
         _require_migrated(conn)
         with conn.cursor(row_factory=class_row(Partition)) as cur:

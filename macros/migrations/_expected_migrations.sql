@@ -13,6 +13,8 @@
         ["0009", "integration_events"],
         ["0010", "model_storage"],
         ["0020", "dq_results"],
-        ["0021", "ingest_indexes"]
+        ["0021", "ingest_indexes"],
+        ["0022", "prediction_identity_and_bounds"],
+        ["0023", "archive_parents"]
     ]) }}
 {% endmacro %}

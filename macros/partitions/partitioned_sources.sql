@@ -9,8 +9,9 @@
             retention: {keep: '90 days', action: archive}
 
     with interval `day` (partitions <table>_pYYYYMMDD) or `month` (<table>_pYYYYMM), and action
-    `drop`, `archive` (move to schema ml_archive) or `aggregate` (daily aggregates into
-    `retention.aggregate.into`, then drop; `dimensions` and `values` name the columns).
+    `drop`, `archive` (attach to the partitioned ml_archive.<table> of migration 0023) or
+    `aggregate` (daily aggregates into `retention.aggregate.into`, then drop; `dimensions` and
+    `values` name the columns).
 
     Parameters: none.
     Returns: a list of dicts {schema, table, relation, default_partition, column, interval,

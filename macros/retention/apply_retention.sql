@@ -3,7 +3,11 @@
     partitioned_sources): a partition has expired when its upper bound is at or before
     now() - keep. Whole partitions only, never a DELETE: each is detached, then
       drop       dropped;
-      archive    moved to schema ml_archive under its own name (still queryable there);
+      archive    moved to schema ml_archive under its own name and attached, with the same
+                 bounds, to the parent ml_archive.<table> (migration 0023), so the archive
+                 stays one queryable table per source (docs/requirements.md#archive). When
+                 that parent already has the partition (rows written late for an archived
+                 period), the rows are added to it and the detached partition is dropped;
       aggregate  summarised per UTC day into meta.retention.aggregate.into (row count and the
                  sum, min and max of each `values` column, grouped by `dimensions`), then
                  dropped, in the same transaction.
@@ -13,7 +17,10 @@
     milliseconds the catalog changes take; lock_timeout makes it give up rather than queue
     behind long queries). DETACH ... CONCURRENTLY is not an option: PostgreSQL refuses it when
     the table has a default partition, and every landing table has one. One transaction per
-    parent table, so a failure leaves that table as it was.
+    parent table, so a failure leaves that table as it was. Before that transaction, a
+    partition to archive gets a CHECK constraint equal to its bounds, added NOT VALID and then
+    validated (SHARE UPDATE EXCLUSIVE on that partition only: reads and writes go on), so that
+    ATTACH inside the transaction need not scan it; the constraint is dropped once attached.
 
     Every partition retired (or, with dry_run, that would be) is recorded in
     ml_ops.partition_log.
@@ -77,24 +84,40 @@
             partition_name,
             to_char(lower_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as lower_bound,
             to_char(upper_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as upper_bound,
-            estimated_rows
+            estimated_rows,
+            to_regclass('ml_archive.' || quote_ident(partition_name)) is not null
+                as is_in_archive
         from dated
         where upper_bound <= now() - {{ ml_warehouse.sql_literal(retention.keep) }}::interval
         order by lower_bound
     {% endset %}
 
-    {% do run_query("begin;\nset local lock_timeout = "
-        ~ ml_warehouse.sql_literal(lock_timeout)) %}
+    {% set begin = "begin;\nset local lock_timeout = " ~ ml_warehouse.sql_literal(lock_timeout) %}
+    {% set archive_parent = 'ml_archive.' ~ adapter.quote(spec.table) %}
+    {% if action == 'archive' %}
+        {% do ml_warehouse.require_archive_parent(spec) %}
+        {% if not dry_run %}
+            {% for row in run_query(plan_sql).rows if not row['is_in_archive'] %}
+                {% do ml_warehouse.add_archive_bounds(spec, row, begin) %}
+            {% endfor %}
+        {% endif %}
+    {% endif %}
+
+    {% do run_query(begin) %}
     {% set plan = run_query(plan_sql) %}
 
     {% for row in plan.rows %}
         {% set partition = adapter.quote(spec.schema) ~ '.' ~ adapter.quote(row['partition_name']) %}
+        {% set archived = 'ml_archive.' ~ adapter.quote(row['partition_name']) %}
         {% set lower = "'" ~ row['lower_bound'] ~ "'::timestamptz" %}
         {% set upper = "'" ~ row['upper_bound'] ~ "'::timestamptz" %}
         {% set rows_affected = row['estimated_rows'] | int %}
         {% set detail = {'rows_estimated': true} %}
         {% if action == 'archive' %}
             {% do detail.update({'archived_as': 'ml_archive.' ~ row['partition_name']}) %}
+            {% if row['is_in_archive'] %}
+                {% do detail.update({'merged': true}) %}
+            {% endif %}
         {% elif action == 'aggregate' %}
             {% do detail.update({'rows_estimated': false, 'into': retention.aggregate.into}) %}
         {% endif %}
@@ -103,8 +126,29 @@
             {% do run_query('alter table ' ~ parent ~ ' detach partition ' ~ partition) %}
             {% if action == 'drop' %}
                 {% do run_query('drop table ' ~ partition) %}
+            {% elif action == 'archive' and row['is_in_archive'] %}
+                {# rows that reached the raw table after their period was archived #}
+                {% set merge_sql %}
+                    with moved as (
+                        insert into {{ archived }}
+                        select * from {{ partition }}
+                        returning 1
+                    )
+
+                    select count(*) as n from moved
+                {% endset %}
+                {% set rows_affected = run_query(merge_sql).rows[0]['n'] | int %}
+                {% do detail.update({'rows_estimated': false}) %}
+                {% do run_query('drop table ' ~ partition) %}
             {% elif action == 'archive' %}
-                {% do run_query('alter table ' ~ partition ~ ' set schema ml_archive') %}
+                {% set bounds_check = adapter.quote(row['partition_name'] ~ '_archive_bounds') %}
+                {% set archive_sql %}
+                    alter table {{ partition }} set schema ml_archive;
+                    alter table {{ archive_parent }} attach partition {{ archived }}
+                        for values from ({{ lower }}) to ({{ upper }});
+                    alter table {{ archived }} drop constraint if exists {{ bounds_check }};
+                {% endset %}
+                {% do run_query(archive_sql) %}
             {% else %}
                 {% set summary = run_query(
                     ml_warehouse.retention_aggregate_sql(spec, partition)) %}
@@ -126,6 +170,55 @@
             ~ ')', info=true) %}
     {% endfor %}
     {% do run_query('commit') %}
+{% endmacro %}
+
+
+{#
+    Fail with one clear line when the archive parent of a source with action archive is
+    missing (it comes from a migration, like the raw table), before anything is detached.
+    Parameters: spec (with retention.action = 'archive').
+#}
+{% macro require_archive_parent(spec) %}
+    {% set found_sql %}
+        select count(*) as n
+        from pg_partitioned_table
+        where partrelid = to_regclass({{ ml_warehouse.sql_literal(
+            'ml_archive.' ~ adapter.quote(spec.table)) }})
+    {% endset %}
+    {% if (run_query(found_sql).rows[0]['n'] | int) == 0 %}
+        {% do exceptions.raise_compiler_error(
+            'source ' ~ spec.relation ~ ' has retention action archive, but the partitioned '
+            ~ 'table ml_archive.' ~ spec.table ~ ' does not exist: run `mlwh migrate`, or add a '
+            ~ 'migration creating it like ml_raw.' ~ spec.table) %}
+    {% endif %}
+{% endmacro %}
+
+
+{#
+    Give one expired partition a validated CHECK constraint equal to its bounds, in two short
+    transactions of its own (see apply_retention), so that attaching it to its archive parent
+    reads nothing. Repeatable: a constraint left by an interrupted run is replaced.
+    Parameters: spec, row (a row of apply_retention_to's plan), begin (the statements opening
+    a transaction with lock_timeout set).
+#}
+{% macro add_archive_bounds(spec, row, begin) %}
+    {% set partition = adapter.quote(spec.schema) ~ '.' ~ adapter.quote(row['partition_name']) %}
+    {% set bounds_check = adapter.quote(row['partition_name'] ~ '_archive_bounds') %}
+    {% set column = adapter.quote(spec.column) %}
+    {% set add_sql %}
+        {{ begin }};
+        alter table {{ partition }}
+            drop constraint if exists {{ bounds_check }},
+            add constraint {{ bounds_check }} check (
+                {{ column }} >= '{{ row['lower_bound'] }}'::timestamptz
+                and {{ column }} < '{{ row['upper_bound'] }}'::timestamptz
+            ) not valid;
+        commit;
+        {{ begin }};
+        alter table {{ partition }} validate constraint {{ bounds_check }};
+        commit
+    {% endset %}
+    {% do run_query(add_sql) %}
 {% endmacro %}
 
 

@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     actions = p_part.add_subparsers(dest="partitions_command", metavar="ACTION", required=True)
     actions.add_parser(
-        "list", help="each partition: table, bounds, estimated rows, size"
+        "list", help="each partition, archived ones too: table, bounds, estimated rows, size"
     ).set_defaults(func=cmd_partitions_list)
     p_ensure = actions.add_parser(
         "ensure",
@@ -115,9 +115,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="retire expired partitions (dry run unless --apply)",
         description=(
             "Retention is declared in models/staging/ml_raw/_ml_raw__sources.yml (meta."
-            "retention): whole partitions are dropped, archived to ml_archive or aggregated, "
-            "never deleted row by row. Without --apply nothing changes but the plan, which is "
-            "recorded in ml_ops.partition_log."
+            "retention): whole partitions are dropped, archived (attached to the partitioned "
+            "ml_archive table of the same name) or aggregated, never deleted row by row. "
+            "Without --apply nothing changes but the plan, which is recorded in "
+            "ml_ops.partition_log."
         ),
     )
     p_ret.add_argument("--apply", action="store_true", help="retire the partitions for real")

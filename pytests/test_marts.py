@@ -2,10 +2,18 @@
 simulated days with late outcomes leave exactly what a full refresh builds.
 
 Data: generated with a fixed numpy seed, 40 days ending now, loaded into the raw tables in four
-batches (everything before the last three days, then one day at a time, outcomes arriving in
-the day they are observed). After each batch dbt runs incrementally; at the end the incremental
-tables are compared with a full refresh (EXCEPT both ways) and every mart value with its
-numpy/scipy value, to 1e-9 relative (1e-12 absolute for values at zero).
+batches (everything before the last three days, then one day at a time, rows arriving in the
+day they are observed unless a late case says otherwise). After each batch dbt runs
+incrementally; at the end the incremental tables are compared with a full refresh (EXCEPT both
+ways) and every mart value with its numpy/scipy value, to 1e-9 relative (1e-12 absolute for
+values at zero). The database's TimeZone is one with daylight saving (Europe/Paris), and the
+data holds outcomes next to the lookback boundary across both of its clock changes.
+
+Late cases (`LATE`): an outcome observed 29.6 days after its prediction and loaded a day later;
+an outcome loaded four days after it was observed; predictions replayed for a day 10 and one
+35 days back; outcomes at exactly the lookback and one second past it; a future-dated
+prediction. Labels are judged against the run's time, so no generated prediction is created
+within 10 minutes of the pending/expired boundary (`now` - 30 days).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
@@ -32,6 +41,11 @@ DAYS = 40
 PER_DAY_PER_TYPE = 20
 LOOKBACK = timedelta(days=30)
 REFERENCE_DAYS = 28
+CALIBRATION_BINS = 10
+CALIBRATION_MIN_BIN_COUNT = 10
+# float64 machine epsilon: scikit-learn's log_loss clips probabilities to [eps, 1 - eps].
+EPS = float(np.finfo(np.float64).eps)
+TIME_ZONE = "Europe/Paris"
 # Regression types: (service, tolerance); binary types: (service, threshold).
 REGRESSION = {
     "code-quality": ("code-roach", 0.1),
@@ -77,10 +91,28 @@ def _uuid(rng: np.random.Generator) -> uuid.UUID:
     return uuid.UUID(bytes=rng.bytes(16), version=4)
 
 
-def generate(now: datetime) -> dict[str, list[tuple[Any, ...]]]:
-    """Predictions, outcomes and feedback for DAYS days ending at `now`, with edge cases."""
+def dst_changes(zone: str, start: datetime, end: datetime) -> list[datetime]:
+    """UTC hours in [start, end) at which `zone`'s UTC offset changes."""
+    tz, changes = ZoneInfo(zone), []
+    at = start.replace(minute=0, second=0, microsecond=0)
+    while at < end:
+        if at.astimezone(tz).utcoffset() != (at + timedelta(hours=1)).astimezone(tz).utcoffset():
+            changes.append(at + timedelta(hours=1))
+        at += timedelta(hours=1)
+    return changes
+
+
+def generate(now: datetime) -> dict[str, Any]:
+    """Predictions, outcomes and feedback for DAYS days ending at `now`, with edge cases.
+
+    Predictions are (id, created_at, service, type, version, value, confidence, payload);
+    `arrivals` maps a row's id to when it reaches the warehouse when that is not its own
+    timestamp, `cases` names the late and boundary cases' prediction ids.
+    """
     rng = np.random.default_rng(SEED)
     predictions, outcomes, feedback = [], [], []
+    arrivals: dict[uuid.UUID, datetime] = {}
+    cases: dict[str, uuid.UUID] = {}
     kinds = {
         **{t: ("regression", s) for t, (s, _) in REGRESSION.items()},
         **{t: ("binary", s) for t, (s, _) in BINARY.items()},
@@ -89,8 +121,10 @@ def generate(now: datetime) -> dict[str, list[tuple[Any, ...]]]:
         for ptype, (kind, service) in kinds.items():
             n = PER_DAY_PER_TYPE + int(rng.integers(-5, 6))
             for _ in range(n):
+                # 10 minutes clear of both sides of `now` - k days: the runs' label_status
+                # (judged at their start) cannot differ between them and the reference
                 created = now - timedelta(
-                    days=DAYS - 1 - day, seconds=float(rng.uniform(60, 86400))
+                    days=DAYS - 1 - day, seconds=float(rng.uniform(600, 86400 - 600))
                 )
                 version = "v1" if rng.random() < 0.6 else "v2"
                 if kind == "regression":
@@ -101,6 +135,8 @@ def generate(now: datetime) -> dict[str, list[tuple[Any, ...]]]:
                 else:
                     value = float(np.round(rng.uniform(0, 1), 1))  # heavy ties for AUC
                     actual = float(rng.random() < value)
+                    if ptype == "scenario-completion" and day == 5:
+                        actual = 1.0  # one-class days: AUC undefined
                 roll = rng.random()
                 confidence = (
                     None
@@ -112,7 +148,12 @@ def generate(now: datetime) -> dict[str, list[tuple[Any, ...]]]:
                     else float(rng.uniform(0, 1))
                 )
                 pid = _uuid(rng)
-                predictions.append((pid, created, service, ptype, version, value, confidence))
+                payload = None
+                if rng.random() < 0.04:  # payload only: counted, in no metric
+                    value, payload = None, '{"labels": ["a", "b"]}'
+                predictions.append(
+                    (pid, created, service, ptype, version, value, confidence, payload)
+                )
                 label_roll = rng.random()
                 if label_roll < 0.75:
                     lag = timedelta(days=float(rng.exponential(3)))
@@ -140,58 +181,118 @@ def generate(now: datetime) -> dict[str, list[tuple[Any, ...]]]:
                     when = created + timedelta(hours=float(rng.uniform(0, 100)))
                     rating = float(rng.integers(0, 6))
                     feedback.append((_uuid(rng), when, pid, service, "rating", rating))
+
+    def case(
+        name: str,
+        created: datetime,
+        observed: list[timedelta],
+        arrives: datetime | None = None,
+        value: float = 0.7,
+    ) -> None:
+        pid = _uuid(rng)
+        cases[name] = pid
+        predictions.append((pid, created, "daisy-chain", "task-success", "v1", value, 0.8, None))
+        if arrives is not None:
+            arrivals[pid] = arrives
+        for lag in observed:
+            oid = _uuid(rng)
+            outcomes.append((oid, created + lag, pid, 1.0, created))
+            if arrives is not None:
+                arrivals[oid] = arrives
+
+    # Late and boundary cases, one prediction each.
+    case(
+        "late_outcome_old_prediction",
+        now - timedelta(days=31.5),
+        [timedelta(days=29.6)],
+        arrives=now - timedelta(days=0.9),
+    )
+    case(
+        "outcome_loaded_days_later",
+        now - timedelta(days=5),
+        [timedelta(days=0.5)],
+        arrives=now - timedelta(days=0.5),
+    )
+    case("outcome_at_lookback", now - timedelta(days=30.2), [LOOKBACK])
+    case("outcome_past_lookback", now - timedelta(days=30.1), [LOOKBACK + timedelta(seconds=1)])
+    case("future_dated", now + timedelta(days=2), [], arrives=now - timedelta(hours=1))
+    for back in (10, 35):  # replayed after an outage: a whole batch for an earlier day
+        for i in range(12):
+            case(
+                f"replayed_{back}d_{i}",
+                now - timedelta(days=back, hours=i),
+                [],
+                arrives=now - timedelta(days=0.4),
+                value=float(np.round(rng.random(), 2)),
+            )
+    # Around the zone's latest clock changes: the lookback is 720 hours of elapsed time, not
+    # 30 local calendar days (721 hours across the autumn change, 719 across the spring one).
+    for change in dst_changes(TIME_ZONE, now - timedelta(days=750), now - timedelta(days=45)):
+        created = change - timedelta(days=15)
+        stamp = f"{change:%Y%m%d}"
+        case(f"dst_{stamp}_inside", created, [LOOKBACK - timedelta(minutes=30)])
+        case(f"dst_{stamp}_at", created, [LOOKBACK])
+        case(f"dst_{stamp}_after", created, [LOOKBACK + timedelta(minutes=30)])
     # Only what has happened by now exists.
     outcomes = [o for o in outcomes if o[1] <= now]
     feedback = [f for f in feedback if f[1] <= now]
-    return {"predictions": predictions, "outcomes": outcomes, "feedback": feedback}
+    return {
+        "predictions": predictions,
+        "outcomes": outcomes,
+        "feedback": feedback,
+        "arrivals": arrivals,
+        "cases": cases,
+    }
 
 
 def load(
     conn: psycopg.Connection,
-    data: dict[str, list[tuple[Any, ...]]],
+    data: dict[str, Any],
     start: datetime | None,
     end: datetime,
 ) -> None:
-    """Insert the rows whose own timestamp falls in [start, end): a simulated day's arrivals."""
+    """Insert the rows arriving in [start, end) (by their own timestamp unless a late case
+    gives an arrival time): a simulated day's arrivals."""
 
-    def keep(ts: datetime) -> bool:
+    def keep(row: tuple[Any, ...]) -> bool:
+        ts = data["arrivals"].get(row[0], row[1])
         return (start is None or ts >= start) and ts < end
 
     with conn.cursor() as cur:
         with cur.copy(
             "copy ml_raw.ml_predictions (prediction_id, created_at, service_name,"
-            " prediction_type, model_version, predicted_value, confidence)"
+            " prediction_type, model_version, predicted_value, confidence, prediction_payload)"
             " from stdin"
         ) as copy:
             for row in data["predictions"]:
-                if keep(row[1]):
+                if keep(row):
                     copy.write_row(row)
         with cur.copy(
             "copy ml_raw.ml_prediction_outcomes (outcome_id, observed_at,"
             " prediction_id, actual_value, prediction_created_at) from stdin"
         ) as copy:
             for row in data["outcomes"]:
-                if keep(row[1]):
+                if keep(row):
                     copy.write_row(row)
         with cur.copy(
             "copy ml_raw.ml_feedback (feedback_id, created_at, prediction_id,"
             " service_name, feedback_type, rating) from stdin"
         ) as copy:
             for row in data["feedback"]:
-                if keep(row[1]):
+                if keep(row):
                     copy.write_row(row)
 
 
 # --------------------------------------------------------------------------------------------
 # Expected values, computed independently in Python/numpy/scipy
 # --------------------------------------------------------------------------------------------
-def expected_fact(data: dict[str, list[tuple[Any, ...]]]) -> dict[uuid.UUID, dict[str, Any]]:
+def expected_fact(data: dict[str, Any], as_of: datetime) -> dict[uuid.UUID, dict[str, Any]]:
+    """The fact table as of a run started at `as_of` (labels judged against it)."""
     by_pred: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
     for o in data["outcomes"]:
         by_pred[o[2]].append(o)
-    reference = max(p[1] for p in data["predictions"])
     fact = {}
-    for pid, created, service, ptype, version, value, confidence in data["predictions"]:
+    for pid, created, service, ptype, version, value, confidence, _ in data["predictions"]:
         valid = [o for o in by_pred[pid] if created <= o[1] <= created + LOOKBACK]
         row: dict[str, Any] = {
             "created_at": created,
@@ -210,13 +311,15 @@ def expected_fact(data: dict[str, list[tuple[Any, ...]]]) -> dict[uuid.UUID, dic
             actual = latest[3]
             row["actual_value"] = actual
             row["labeled_at"] = min(o[1] for o in valid)
-            if ptype in BINARY:
+            if value is None:
+                pass
+            elif ptype in BINARY:
                 row["is_correct"] = float(value >= BINARY[ptype][1]) == actual
             else:
                 row["is_correct"] = abs(value - actual) <= REGRESSION[ptype][1]
             row["label_status"] = "labeled"
         else:
-            row["label_status"] = "pending" if created > reference - LOOKBACK else "expired"
+            row["label_status"] = "pending" if created > as_of - LOOKBACK else "expired"
         fact[pid] = row
     return fact
 
@@ -272,6 +375,12 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
         now + timedelta(seconds=1),
     ]
     with db.connect(module_db, autocommit=True) as conn:
+        # dbt's sessions inherit it: every date and lookback must still be the UTC one
+        conn.execute(
+            sql.SQL("alter database {} set timezone to {}").format(
+                sql.Identifier(module_db.dbname), sql.Literal(TIME_ZONE)
+            )
+        )
         load(conn, data, None, boundaries[0])
         first = dbt.invoke(["build", *SELECT])
         assert first.ok, [
@@ -302,6 +411,9 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
 @pytest.fixture
 def mconn(module_db: db.ConnInfo):  # type: ignore[no-untyped-def]
     with db.connect(module_db, autocommit=True) as connection:
+        # the database's zone has clock changes, where Python never equates an ambiguous
+        # local time with a UTC one
+        connection.execute("set timezone to 'UTC'")
         yield connection
 
 
@@ -361,7 +473,7 @@ def test_incremental_runs_equal_full_refresh(built: dict[str, Any], mconn, table
 
 
 def test_fact_rows(built: dict[str, Any], mconn) -> None:
-    fact = expected_fact(built["data"])
+    fact = expected_fact(built["data"], built["now"])
     got = fetch(mconn, "fct_prediction_outcomes", ["prediction_id"])
     assert set(k[0] for k in got) == set(fact)
     statuses = defaultdict(int)
@@ -375,8 +487,35 @@ def test_fact_rows(built: dict[str, Any], mconn) -> None:
     assert statuses["labeled"] and statuses["pending"] and statuses["expired"]
 
 
+def test_late_and_boundary_cases(built: dict[str, Any], mconn) -> None:
+    """Each late case ends where a full refresh puts it, in the incremental table too."""
+    want = {
+        "late_outcome_old_prediction": "labeled",
+        "outcome_loaded_days_later": "labeled",
+        "outcome_at_lookback": "labeled",
+        "outcome_past_lookback": "expired",
+        "future_dated": "pending",
+        "replayed_10d_0": "pending",
+        "replayed_35d_0": "expired",
+    }
+    dst = [name for name in built["data"]["cases"] if name.startswith("dst_")]
+    assert len(dst) >= 3
+    for name in dst:
+        want[name] = "expired" if name.endswith("_after") else "labeled"
+    for table in ("public.incremental_fct_prediction_outcomes", "ml_marts.fct_prediction_outcomes"):
+        got = dict(
+            mconn.execute(
+                sql.SQL("select prediction_id, label_status from {}").format(
+                    sql.Identifier(*table.split("."))
+                )
+            ).fetchall()
+        )
+        statuses = {name: got.get(built["data"]["cases"][name]) for name in want}
+        assert statuses == want, table
+
+
 def test_performance_daily(built: dict[str, Any], mconn) -> None:
-    fact = expected_fact(built["data"])
+    fact = expected_fact(built["data"], built["now"])
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in fact.values():
         groups[
@@ -386,15 +525,18 @@ def test_performance_daily(built: dict[str, Any], mconn) -> None:
     want = {}
     for key, rows in groups.items():
         ptype = key[2]
-        lab = [r for r in rows if r["label_status"] == "labeled"]
+        labeled = [r for r in rows if r["label_status"] == "labeled"]
+        lab = [r for r in labeled if r["predicted_value"] is not None]
         p = np.array([r["predicted_value"] for r in lab], dtype=float)
         y = np.array([r["actual_value"] for r in lab], dtype=float)
         err = p - y
         exp: dict[str, Any] = {
             "prediction_count": len(rows),
-            "labeled_count": len(lab),
+            "labeled_count": len(labeled),
             "pending_count": sum(r["label_status"] == "pending" for r in rows),
             "expired_count": sum(r["label_status"] == "expired" for r in rows),
+            "unscored_count": len(labeled) - len(lab),
+            "confidence_missing_count": sum(r["confidence"] is None for r in lab),
         }
         nan = None
         if ptype in REGRESSION and len(lab):
@@ -425,7 +567,7 @@ def test_performance_daily(built: dict[str, Any], mconn) -> None:
             fn = float(np.sum((cls == 0) & (y == 1)))
             npos, nneg = int((y == 1).sum()), int((y == 0).sum())
             ranks = stats.rankdata(p)
-            pc = np.clip(p, 1e-15, 1 - 1e-15)
+            pc = np.clip(p, EPS, 1 - EPS)
             exp.update(
                 accuracy=np.mean(cls == y),
                 precision=tp / (tp + fp) if tp + fp else nan,
@@ -441,13 +583,16 @@ def test_performance_daily(built: dict[str, Any], mconn) -> None:
                 mae=nan,
                 r2=nan,
             )
-        bins = calibration.get(key)
-        if bins:
-            n = sum(b["prediction_count"] for b in bins.values())
-            exp["ece"] = sum(b["prediction_count"] * b["gap"] for b in bins.values()) / n
-            exp["mce"] = max(b["gap"] for b in bins.values())
-        else:
-            exp["ece"] = exp["mce"] = nan
+        for kind, prefix in (("probability", ""), ("confidence", "confidence_")):
+            bins = calibration.get(key + (kind,))
+            exp[prefix + "ece"] = exp[prefix + "mce"] = nan
+            if bins:
+                n = sum(b["prediction_count"] for b in bins.values())
+                exp[prefix + "ece"] = (
+                    sum(b["prediction_count"] * b["gap"] for b in bins.values()) / n
+                )
+                gaps = [b["gap"] for b in bins.values() if b["has_min_count"]]
+                exp[prefix + "mce"] = max(gaps) if gaps else nan
         want[key] = exp
     got = fetch(
         mconn,
@@ -457,10 +602,22 @@ def test_performance_daily(built: dict[str, Any], mconn) -> None:
     assert_rows_match("mart_performance_daily", got, want)
 
 
+def calibration_bins(scores: np.ndarray) -> np.ndarray:
+    """Bin numbers 1..CALIBRATION_BINS as scikit-learn's calibration_curve(strategy="uniform")
+    assigns them: edges np.linspace(0, 1, n + 1), bin = np.searchsorted(inner edges, score)
+    with side="left", so bins are closed on the right and a score on an edge joins the bin
+    below ([0, .1], (.1, .2], ..., (.9, 1])."""
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    return np.searchsorted(edges[1:-1], scores, side="left") + 1
+
+
 def expected_calibration(fact: dict[uuid.UUID, dict[str, Any]]) -> dict[tuple, dict[int, dict]]:
-    cells: dict[tuple, dict[int, list[tuple[float, bool]]]] = defaultdict(lambda: defaultdict(list))
+    """Reliability diagrams keyed by (day, service, type, version, kind): `probability` bins
+    binary types' predicted_value against the label, `confidence` bins the confidence
+    against correctness."""
+    cells: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     for row in fact.values():
-        if row["label_status"] != "labeled" or row["confidence"] is None:
+        if row["label_status"] != "labeled":
             continue
         key = (
             row["created_date"],
@@ -468,19 +625,26 @@ def expected_calibration(fact: dict[uuid.UUID, dict[str, Any]]) -> dict[tuple, d
             row["prediction_type"],
             row["model_version"],
         )
-        b = min(int(math.floor(row["confidence"] * 10)) + 1, 10)
-        cells[key][b].append((row["confidence"], row["is_correct"]))
+        if row["prediction_type"] in BINARY and row["predicted_value"] is not None:
+            cells[key + ("probability",)].append((row["predicted_value"], row["actual_value"]))
+        if row["confidence"] is not None and row["is_correct"] is not None:
+            cells[key + ("confidence",)].append((row["confidence"], float(row["is_correct"])))
     out: dict[tuple, dict[int, dict]] = {}
-    for key, bins in cells.items():
+    for key, items in cells.items():
+        scores = np.array([score for score, _ in items])
+        observed = np.array([value for _, value in items])
+        numbers = calibration_bins(scores)
         out[key] = {}
-        for b, items in bins.items():
-            conf = np.mean([c for c, _ in items])
-            share = np.mean([float(k) for _, k in items])
-            out[key][b] = {
-                "prediction_count": len(items),
-                "mean_confidence": conf,
-                "observed_share_correct": share,
-                "gap": abs(share - conf),
+        for b in np.unique(numbers):
+            mean_score = float(np.mean(scores[numbers == b]))
+            rate = float(np.mean(observed[numbers == b]))
+            count = int(np.sum(numbers == b))
+            out[key][int(b)] = {
+                "prediction_count": count,
+                "has_min_count": count >= CALIBRATION_MIN_BIN_COUNT,
+                "mean_score": mean_score,
+                "observed_rate": rate,
+                "gap": abs(rate - mean_score),
             }
     return out
 
@@ -488,19 +652,29 @@ def expected_calibration(fact: dict[uuid.UUID, dict[str, Any]]) -> dict[tuple, d
 def test_calibration_daily(built: dict[str, Any], mconn) -> None:
     want = {
         key + (b,): v
-        for key, bins in expected_calibration(expected_fact(built["data"])).items()
+        for key, bins in expected_calibration(expected_fact(built["data"], built["now"])).items()
         for b, v in bins.items()
     }
     got = fetch(
         mconn,
         "mart_calibration_daily",
-        ["metric_date", "service_name", "prediction_type", "model_version", "bin_number"],
+        [
+            "metric_date",
+            "service_name",
+            "prediction_type",
+            "model_version",
+            "calibration_kind",
+            "bin_number",
+        ],
     )
+    assert {k[4] for k in want} == {"probability", "confidence"}
+    # scores of exactly 0 and 1, and on an inner edge (0.5), are binned
+    assert any(k[4] == "probability" and k[5] in (1, 5, 10) for k in want)
     assert_rows_match("mart_calibration_daily", got, want)
 
 
 def test_volume_and_label_coverage_daily(built: dict[str, Any], mconn) -> None:
-    fact = expected_fact(built["data"])
+    fact = expected_fact(built["data"], built["now"])
     volume: dict[tuple, list[dict]] = defaultdict(list)
     coverage: dict[tuple, list[dict]] = defaultdict(list)
     for row in fact.values():
@@ -511,7 +685,9 @@ def test_volume_and_label_coverage_daily(built: dict[str, Any], mconn) -> None:
         conf = [r["confidence"] for r in rows if r["confidence"] is not None]
         want_volume[key] = {
             "prediction_count": len(rows),
-            "avg_predicted_value": np.mean([r["predicted_value"] for r in rows]),
+            "avg_predicted_value": np.mean(
+                [r["predicted_value"] for r in rows if r["predicted_value"] is not None]
+            ),
             "avg_confidence": np.mean(conf) if conf else None,
         }
     assert_rows_match(
@@ -548,7 +724,7 @@ def test_volume_and_label_coverage_daily(built: dict[str, Any], mconn) -> None:
 
 
 def test_drift_daily(built: dict[str, Any], mconn) -> None:
-    fact = expected_fact(built["data"])
+    fact = expected_fact(built["data"], built["now"])
     values: dict[tuple, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in fact.values():
         for feature in ("predicted_value", "confidence"):
@@ -601,7 +777,7 @@ def test_drift_daily(built: dict[str, Any], mconn) -> None:
 def test_service_health_materialized_view_refreshes_concurrently(
     built: dict[str, Any], mconn, dbt
 ) -> None:
-    fact = expected_fact(built["data"])
+    fact = expected_fact(built["data"], built["now"])
     row = mconn.execute(
         "select relkind from pg_class where oid = 'ml_marts.mart_service_health'::regclass"
     ).fetchone()
@@ -638,7 +814,9 @@ def test_service_health_materialized_view_refreshes_concurrently(
         week = [
             r
             for r in rows
-            if r["created_at"] > at - timedelta(days=7) and r["label_status"] == "labeled"
+            if r["created_at"] > at - timedelta(days=7)
+            and r["label_status"] == "labeled"
+            and r["is_correct"] is not None
         ]
         rate = sum(not r["is_correct"] for r in week) / len(week)
         assert close(health["error_rate_7d"], rate)

@@ -284,18 +284,19 @@ def _calibration(conn: psycopg.Connection) -> Chart:
     for row in _rows(conn, """
         select
             model_version, bin_number,
-            sum(mean_confidence * prediction_count) / sum(prediction_count) as confidence,
-            sum(observed_share_correct * prediction_count) / sum(prediction_count) as observed
+            sum(mean_score * prediction_count) / sum(prediction_count) as predicted,
+            sum(observed_rate * prediction_count) / sum(prediction_count) as observed
         from ml_marts.mart_calibration_daily
+        where calibration_kind = 'probability'
         group by 1, 2 having sum(prediction_count) >= 20 order by 1, 2
     """):
-        series[row["model_version"]].append((float(row["confidence"]), float(row["observed"])))
+        series[row["model_version"]].append((float(row["predicted"]), float(row["observed"])))
     svg, n = line_chart("calibration", dict(series), x_is_time=False, y_min=0, y_max=1,
-                        diagonal=True, y_label="observed share correct",
-                        x_label="mean confidence")
-    return Chart("calibration", "Calibration (reliability diagram)",
-                 "Confidence bins over the whole period; the diagonal is perfect calibration.",
-                 svg, n)
+                        diagonal=True, y_label="observed positive rate",
+                        x_label="mean predicted probability")
+    return Chart("calibration", "Calibration of probabilities (reliability diagram)",
+                 "Binary types' predicted probability bins over the whole period; the "
+                 "diagonal is perfect calibration.", svg, n)
 
 
 def _drift(conn: psycopg.Connection) -> Chart:

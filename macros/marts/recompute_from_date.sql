@@ -1,20 +1,47 @@
 {#
-    The first day an incremental run of a daily mart recomputes: the newest day already in the
-    mart minus `days_back`, as a date literal. A literal rather than a subquery so that the
-    planner sees how few rows of fct_prediction_outcomes the run reads and takes the created_at
-    index instead of scanning the whole table. Call it only under `is_incremental()`.
-    Parameters: date_column (the mart's day column), days_back (integer).
-    Example: where created_at >= {{ recompute_from_date('metric_date', 31) }}::timestamp
-        at time zone 'UTC'
+    The first day an incremental run of a daily model recomputes, as a date literal: the
+    oldest day of `source` with a row ingested since this model's own watermark
+    (max(last_ingested_at) minus ingest_watermark_margin_minutes), so that late and replayed
+    rows reach their day however old it is. With `pending_lookback`, also the day
+    label_lookback_days before the watermark: predictions of that age turned from pending to
+    expired without being re-ingested (docs/requirements.md#incremental-marts).
+    A literal rather than a subquery so that the planner sees how few rows of the source the
+    run reads and takes its index. 'infinity' when nothing changed, '-infinity' when this
+    model is empty. Call it only under `is_incremental()`; the model needs a
+    `last_ingested_at` column and `source` a `source_ingested_column`.
+    Parameters: source (relation), source_date_column (the day column of the source),
+    source_ingested_column (its ingestion timestamp), pending_lookback (boolean).
+    Example: where created_date >= {{ recompute_from_date(ref('fct_prediction_outcomes'),
+        'created_date', 'last_ingested_at', true) }}
 #}
-{% macro recompute_from_date(date_column, days_back) %}
+{% macro recompute_from_date(source, source_date_column, source_ingested_column,
+    pending_lookback=false) %}
     {%- if not execute -%}
-        {{ return("date '1900-01-01'") }}
+        {{ return("date '-infinity'") }}
     {%- endif -%}
+    {%- set margin = "interval '1 minute' * "
+        ~ (var('ingest_watermark_margin_minutes', 60) | int) -%}
     {%- set query -%}
-        select coalesce(max({{ adapter.quote(date_column) }}), date '1900-01-01')
-            - {{ days_back | int }}
-        from {{ this }}
+        with watermark as (
+            select max(last_ingested_at) - {{ margin }} as ingested_after from {{ this }}
+        )
+        select
+            case
+                when watermark.ingested_after is null then date '-infinity'
+                else coalesce(least(
+                    (
+                        select min({{ adapter.quote(source_date_column) }}) from {{ source }}
+                        where {{ adapter.quote(source_ingested_column) }}
+                        >= watermark.ingested_after
+                    ),
+                    {% if pending_lookback -%}
+                        ((watermark.ingested_after - {{ label_lookback_interval() }})
+                        at time zone 'UTC')::date,
+                    {%- endif %}
+                    null
+                ), date 'infinity')
+            end::text
+        from watermark
     {%- endset -%}
     {%- set first_day = run_query(query).columns[0].values()[0] -%}
     {{ return("date '" ~ first_day ~ "'") }}
@@ -22,11 +49,13 @@
 
 {#
     The first day an incremental run of a daily mart over fct_prediction_outcomes recomputes:
-    outcomes change predictions up to label_lookback_days old, plus one day that absorbs a DST
-    hour in the fact table's interval arithmetic. The mart's day column is `metric_date`.
-    Call it only under `is_incremental()`.
+    the oldest day of a prediction that changed since the mart's watermark, or that may have
+    expired since. The mart's day column is `metric_date`. Call it only under
+    `is_incremental()`.
     Example: set recompute_from = daily_mart_recompute_from() if is_incremental()
 #}
 {% macro daily_mart_recompute_from() %}
-    {{ return(recompute_from_date('metric_date', (var('label_lookback_days', 30) | int) + 1)) }}
+    {{ return(recompute_from_date(
+        ref('fct_prediction_outcomes'), 'created_date', 'last_ingested_at', true
+    )) }}
 {% endmacro %}

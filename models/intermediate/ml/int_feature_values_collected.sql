@@ -5,8 +5,11 @@
     index lookups instead of joining every value to each of the 29 days it is compared in.
 
     A table, not a view (the intermediate default): the drift mart looks days up by index.
-    Incremental by day: a day's values only change while predictions for it still arrive, so
-    a run rebuilds the newest day already collected and every later one (like the drift mart).
+    Incremental by day: a run rebuilds every day that received a prediction since this
+    model's last_ingested_at, however old the day (predictions replayed after an outage reach
+    their own day, and the later days whose reference window holds it), and every later day.
+    It reads the predictions, not fct_prediction_outcomes: new outcomes leave the values
+    unchanged and should not rebuild their days.
 #}
 {{
     config(
@@ -25,19 +28,21 @@
 
 with
 
-outcomes as (
+predictions as (
 
     select
         created_date,
         service_name,
         prediction_type,
         predicted_value,
-        confidence
-    from {{ ref('fct_prediction_outcomes') }}
+        confidence,
+        ingested_at
+    from {{ ref('stg_ml_raw__predictions') }}
     {% if is_incremental() %}
         where
-            created_at
-            >= {{ recompute_from_date('created_date', 0) }}::timestamp at time zone 'UTC'
+            created_at >= {{ recompute_from_date(
+                ref('stg_ml_raw__predictions'), 'created_date', 'ingested_at'
+            ) }}::timestamp at time zone 'UTC'
     {% endif %}
 
 ),
@@ -49,8 +54,9 @@ feature_values as (
         service_name,
         prediction_type,
         'predicted_value' as feature_name,
-        predicted_value as feature_value
-    from outcomes
+        predicted_value as feature_value,
+        ingested_at
+    from predictions
     where predicted_value is not null
 
     union all
@@ -60,8 +66,9 @@ feature_values as (
         service_name,
         prediction_type,
         'confidence' as feature_name,
-        confidence as feature_value
-    from outcomes
+        confidence as feature_value,
+        ingested_at
+    from predictions
     where confidence is not null
 
 ),
@@ -74,7 +81,8 @@ final as (
         prediction_type,
         feature_name,
         count(*)::bigint as value_count,
-        array_agg(feature_value order by feature_value) as sorted_values
+        array_agg(feature_value order by feature_value) as sorted_values,
+        max(ingested_at) as last_ingested_at
     from feature_values
     group by created_date, service_name, prediction_type, feature_name
 

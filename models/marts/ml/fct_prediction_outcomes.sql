@@ -4,16 +4,22 @@
     An outcome (or feedback) counts when it is observed within
     [created_at, created_at + label_lookback_days]; the same rule holds in full refreshes and
     incremental runs, which is what makes a sequence of incremental runs equal a full refresh.
-    label_status is relative to the newest prediction in the data (`reference_at`), not to
-    now(), for the same reason.
+    The lookback is label_lookback_days x 24 hours of elapsed time: adding days to a
+    timestamptz counts calendar days in the session's time zone, which gains or loses an hour
+    across a daylight-saving change (docs/requirements.md#label-lookback).
+    label_status is judged against the run's start time (`run_started_at`, the same for every
+    model of one dbt invocation), never against the newest prediction in the data: one
+    service's clock (or a future-dated prediction) cannot move another service's labels.
 
-    Incremental runs look at predictions created at most label_lookback_days before the newest
-    one already loaded and reprocess those that changed: new predictions, predictions with new
-    outcomes or feedback (by ingested_at, minus ingest_watermark_margin_minutes for late
-    commits), and pending predictions whose lookback has now run out. Predictions that arrive
-    more than label_lookback_days late need a --full-refresh.
+    Incremental runs reprocess the predictions that changed since the previous run: new or
+    replayed predictions (by ingested_at, whatever their created_at), predictions with new
+    outcomes or feedback (by the outcome's or feedback's ingested_at, minus
+    ingest_watermark_margin_minutes for late commits), and pending predictions whose lookback
+    has run out. An outcome ingested now can only count for a prediction created at most
+    label_lookback_days before it was observed, so the window of predictions to read follows
+    what was ingested, not the predictions' creation times.
 
-    The two watermarks are read from this table before the run and written into the SQL as
+    The watermark and the window are read before the run and written into the SQL as
     literals: with constants the planner prunes the raw tables' daily partitions at plan time
     and reads `ingested_at >= watermark` through their BRIN indexes (migration 0021), a few
     pages per partition; a subquery would leave it guessing a third of each table and
@@ -29,25 +35,44 @@
         indexes=[
             {'columns': ['prediction_id'], 'unique': true},
             {'columns': ['created_at']},
+            {'columns': ['last_ingested_at']},
         ],
     )
 }}
 
-{%- set lookback = "interval '1 day' * " ~ (var('label_lookback_days', 30) | int) -%}
+{%- set lookback = label_lookback_interval() -%}
 {%- set margin = "interval '1 minute' * "
     ~ (var('ingest_watermark_margin_minutes', 60) | int) -%}
+{%- set as_of = run_as_of() -%}
 {%- set window_start = "'-infinity'::timestamptz" -%}
 {%- set ingested_after = "'-infinity'::timestamptz" -%}
 {%- if is_incremental() and execute -%}
     {%- set watermark_query -%}
-        select
-            coalesce(max(created_at) - {{ lookback }}, '-infinity')::text,
-            coalesce(max(last_ingested_at) - {{ margin }}, '-infinity')::text
-        from {{ this }}
+        select coalesce(max(last_ingested_at) - {{ margin }}, '-infinity')::text from {{ this }}
     {%- endset -%}
-    {%- set watermarks = run_query(watermark_query).rows[0] -%}
-    {%- set window_start = "'" ~ watermarks[0] ~ "'::timestamptz" -%}
-    {%- set ingested_after = "'" ~ watermarks[1] ~ "'::timestamptz" -%}
+    {%- set ingested_after = "'" ~ run_query(watermark_query).rows[0][0] ~ "'::timestamptz" -%}
+    {#- The oldest prediction anything ingested since the watermark can change. Pending rows
+        older than the watermark's lookback were settled by the previous run, which started
+        after everything it read had been ingested. -#}
+    {%- set window_query -%}
+        select coalesce(least(
+            (
+                select min(created_at) from {{ ref('stg_ml_raw__predictions') }}
+                where ingested_at >= {{ ingested_after }}
+            ),
+            (
+                select min(observed_at) - {{ lookback }}
+                from {{ ref('stg_ml_raw__prediction_outcomes') }}
+                where ingested_at >= {{ ingested_after }}
+            ),
+            (
+                select min(created_at) - {{ lookback }} from {{ ref('stg_ml_raw__feedback') }}
+                where prediction_id is not null and ingested_at >= {{ ingested_after }}
+            ),
+            {{ ingested_after }} - {{ lookback }}
+        ), 'infinity')::text
+    {%- endset -%}
+    {%- set window_start = "'" ~ run_query(window_query).rows[0][0] ~ "'::timestamptz" -%}
 {%- endif %}
 
 with
@@ -111,12 +136,6 @@ prediction_types as (
 
 ),
 
-reference as (
-
-    select max(created_at) as reference_at from predictions
-
-),
-
 {% if is_incremental() %}
     changed as (
 
@@ -137,7 +156,7 @@ reference as (
         where
             loaded.label_status = 'pending'
             and loaded.created_at >= {{ window_start }}
-            and loaded.created_at <= (select reference.reference_at from reference) - {{ lookback }}
+            and loaded.created_at <= {{ as_of }} - {{ lookback }}
 
     ),
 {% endif %}
@@ -229,7 +248,6 @@ joined as (
         latest_feedback.feedback_type as latest_feedback_type,
         latest_feedback.rating as latest_feedback_rating,
         latest_feedback.created_at as latest_feedback_at,
-        reference.reference_at,
         scoped.predicted_value - latest_outcomes.actual_value as error,
         case
             when prediction_types.kind = 'binary_classification'
@@ -241,7 +259,6 @@ joined as (
             scoped.ingested_at, latest_outcomes.last_ingested_at, latest_feedback.last_ingested_at
         ) as last_ingested_at
     from scoped
-    cross join reference
     left join prediction_types on scoped.prediction_type = prediction_types.prediction_type
     left join latest_outcomes on scoped.prediction_id = latest_outcomes.prediction_id
     left join latest_feedback on scoped.prediction_id = latest_feedback.prediction_id
@@ -273,7 +290,7 @@ final as (
         end as is_correct,
         case
             when labeled_at is not null then 'labeled'
-            when created_at > reference_at - {{ lookback }} then 'pending'
+            when created_at > {{ as_of }} - {{ lookback }} then 'pending'
             else 'expired'
         end as label_status,
         labeled_at,

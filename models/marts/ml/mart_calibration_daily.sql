@@ -1,13 +1,22 @@
 {#
-    Reliability diagram per day, service, prediction type and model version: labeled predictions
-    with a confidence fall in 10 equal-width bins (confidence 1.0 joins the top bin). `gap` is
-    |observed share correct - mean confidence|; mart_performance_daily turns the bins into ECE
-    (count-weighted mean gap) and MCE (largest gap).
+    Reliability diagrams per day, service, prediction type and model version, two kinds
+    (docs/requirements.md#calibration):
+    - `probability` (binary types): the predicted probability (predicted_value) against the
+      observed positive rate (mean label), as scikit-learn's calibration_curve with
+      strategy='uniform';
+    - `confidence` (every type with a correctness rule): the service-supplied confidence
+      against the share of correct predictions. A different quantity: how far the service's
+      own confidence can be trusted.
+    Labeled predictions with a score fall in calibration_bins equal-width bins over [0, 1],
+    closed on the right as in calibration_curve (bin 1 is [0, 1/n], bin b is
+    ((b-1)/n, b/n]; edges are i * (1/n), numpy.linspace's values). `gap` is |observed rate -
+    mean score|; mart_performance_daily turns the bins into ECE (count-weighted mean gap, all
+    bins) and MCE (largest gap among bins of at least calibration_min_bin_count predictions).
+    Predictions without the score are not binned: mart_performance_daily counts them.
 
-    Incremental by day: fct_prediction_outcomes only changes predictions made within
-    label_lookback_days of its newest one, so a run recomputes the days from the newest day
-    already here minus label_lookback_days + 1 (the extra day absorbs a DST hour in the
-    fact table's interval arithmetic) and replaces them whole (delete+insert on metric_date).
+    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
+    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
+    may have expired since (daily_mart_recompute_from).
 #}
 {{
     config(
@@ -20,6 +29,8 @@
 }}
 
 {%- set recompute_from = daily_mart_recompute_from() if is_incremental() -%}
+{%- set bin_total = var('calibration_bins', 10) | int -%}
+{%- set min_bin_count = var('calibration_min_bin_count', 10) | int -%}
 
 with
 
@@ -32,16 +43,34 @@ outcomes as (
 
 ),
 
-binned as (
+scored as (
 
     select
         created_date as metric_date,
         service_name,
         prediction_type,
-        confidence,
-        is_correct,
         coalesce(model_version, 'unversioned') as model_version,
-        least(width_bucket(confidence, 0, 1, 10), 10) as bin_number
+        'probability' as calibration_kind,
+        predicted_value as score,
+        actual_value as observed_value,
+        last_ingested_at
+    from outcomes
+    where
+        label_status = 'labeled'
+        and prediction_kind = 'binary_classification'
+        and predicted_value is not null
+
+    union all
+
+    select
+        created_date as metric_date,
+        service_name,
+        prediction_type,
+        coalesce(model_version, 'unversioned') as model_version,
+        'confidence' as calibration_kind,
+        confidence as score,
+        is_correct::integer::double precision as observed_value,
+        last_ingested_at
     from outcomes
     where
         label_status = 'labeled'
@@ -57,12 +86,20 @@ bins as (
         service_name,
         prediction_type,
         model_version,
-        bin_number,
+        calibration_kind,
+        {{ calibration_bin('score', bin_total) }} as bin_number,
         count(*)::bigint as prediction_count,
-        avg(confidence) as mean_confidence,
-        avg(is_correct::integer::double precision) as observed_share_correct
-    from binned
-    group by metric_date, service_name, prediction_type, model_version, bin_number
+        avg(score) as mean_score,
+        avg(observed_value) as observed_rate,
+        max(last_ingested_at) as last_ingested_at
+    from scored
+    group by
+        metric_date,
+        service_name,
+        prediction_type,
+        model_version,
+        calibration_kind,
+        {{ calibration_bin('score', bin_total) }}
 
 ),
 
@@ -70,19 +107,23 @@ final as (
 
     select
         {{ surrogate_key([
-            'metric_date', 'service_name', 'prediction_type', 'model_version', 'bin_number'
+            'metric_date', 'service_name', 'prediction_type', 'model_version',
+            'calibration_kind', 'bin_number'
         ]) }} as calibration_bin_id,
         metric_date,
         service_name,
         prediction_type,
         model_version,
+        calibration_kind,
         bin_number,
-        (bin_number - 1) / 10.0::double precision as bin_lower,
-        bin_number / 10.0::double precision as bin_upper,
+        (bin_number - 1) * (1.0 / {{ bin_total }})::double precision as bin_lower,
+        bin_number * (1.0 / {{ bin_total }})::double precision as bin_upper,
         prediction_count,
-        mean_confidence,
-        observed_share_correct,
-        abs(observed_share_correct - mean_confidence) as gap
+        prediction_count >= {{ min_bin_count }} as has_min_count,
+        mean_score,
+        observed_rate,
+        abs(observed_rate - mean_score) as gap,
+        last_ingested_at
     from bins
 
 )

@@ -35,7 +35,8 @@
     model's transaction only.
 
     Incremental: a day's drift depends only on predictions created up to that day, so a run
-    recomputes the newest day already loaded (it may have been partial) and every later one.
+    recomputes every day from the oldest one whose collected values changed since this mart's
+    last_ingested_at (a partial newest day, or a day replayed after an outage) onwards.
 #}
 {{
     config(
@@ -59,7 +60,9 @@ current_days as (
 
     select * from {{ ref('int_feature_values_collected') }}
     {% if is_incremental() %}
-        where created_date >= {{ recompute_from_date('drift_date', 0) }}
+        where created_date >= {{ recompute_from_date(
+            ref('int_feature_values_collected'), 'created_date', 'last_ingested_at'
+        ) }}
     {% endif %}
 
 ),
@@ -82,7 +85,8 @@ reference_windows as (
         reference.reference_count,
         reference.ascending_values,
         reference.negated_values,
-        reference_edges.bin_edges
+        reference_edges.bin_edges,
+        greatest(current_days.last_ingested_at, reference.last_ingested_at) as last_ingested_at
     from current_days
     cross join
         lateral (  -- noqa: ST05
@@ -90,10 +94,13 @@ reference_windows as (
            unnest in the select list streams (in FROM it would fill a tuplestore first) #}
             select
                 count(*) as reference_count,
+                max(window_values.last_ingested_at) as last_ingested_at,
                 array_sort(array_agg(window_values.feature_value)) as ascending_values,
                 array_sort(array_agg(-window_values.feature_value)) as negated_values
             from (
-                select unnest(reference_days.sorted_values) as feature_value
+                select
+                    reference_days.last_ingested_at,
+                    unnest(reference_days.sorted_values) as feature_value
                 from reference_days
                 where
                     reference_days.service_name = current_days.service_name
@@ -140,6 +147,7 @@ measured as (
         day_window.feature_name,
         day_window.reference_count,
         day_window.current_count,
+        day_window.last_ingested_at,
         divergences.bin_count,
         divergences.psi,
         divergences.js_divergence_nats,
@@ -267,7 +275,8 @@ final as (
             when reference_count >= {{ min_reference }}
                 then sqrt(greatest(js_divergence_nats / ln(2), 0))
         end as js_distance,
-        case when reference_count >= {{ min_reference }} then ks_statistic end as ks_statistic
+        case when reference_count >= {{ min_reference }} then ks_statistic end as ks_statistic,
+        last_ingested_at
     from measured
 
 )

@@ -3,10 +3,9 @@
     type: the share of predictions labeled within 1, 7 and 30 days of being made, and the
     median and 95th percentile of the label lag (first outcome - prediction), in seconds.
 
-    Incremental by day: fct_prediction_outcomes only changes predictions made within
-    label_lookback_days of its newest one, so a run recomputes the days from the newest day
-    already here minus label_lookback_days + 1 (the extra day absorbs a DST hour in the
-    fact table's interval arithmetic) and replaces them whole (delete+insert on metric_date).
+    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
+    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
+    may have expired since (daily_mart_recompute_from).
 #}
 {{
     config(
@@ -45,7 +44,8 @@ daily as (
         count(*) filter (where label_lag_seconds <= 30 * 86400)::bigint
             as labeled_within_30d_count,
         percentile_cont(0.5) within group (order by label_lag_seconds) as median_label_lag_seconds,
-        percentile_cont(0.95) within group (order by label_lag_seconds) as p95_label_lag_seconds
+        percentile_cont(0.95) within group (order by label_lag_seconds) as p95_label_lag_seconds,
+        max(last_ingested_at) as last_ingested_at
     from outcomes
     group by created_date, service_name, prediction_type
 
@@ -68,7 +68,8 @@ final as (
         labeled_within_30d_count::double precision / prediction_count
             as labeled_within_30d_share,
         median_label_lag_seconds,
-        p95_label_lag_seconds
+        p95_label_lag_seconds,
+        last_ingested_at
     from daily
 
 )

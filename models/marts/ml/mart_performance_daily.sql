@@ -1,14 +1,17 @@
 {#
     Online model performance per day (of the prediction), service, prediction type and model
-    version. Counts cover every prediction; the metrics cover labeled ones only, regression
-    metrics for regression types and classification metrics for binary types
-    (seeds/prediction_types.csv says which). A day's metrics settle once its labels are in:
-    see mart_label_coverage_daily.
+    version. Counts cover every prediction; the metrics cover labeled predictions that have a
+    predicted_value (payload-only predictions are counted in unscored_count and left out of
+    every metric, on both sides of each formula), regression metrics for regression types and
+    classification metrics for binary types (seeds/prediction_types.csv says which). A day's
+    metrics settle once its labels are in: see mart_label_coverage_daily.
 
-    Incremental by day: fct_prediction_outcomes only changes predictions made within
-    label_lookback_days of its newest one, so a run recomputes the days from the newest day
-    already here minus label_lookback_days + 1 (the extra day absorbs a DST hour in the
-    fact table's interval arithmetic) and replaces them whole (delete+insert on metric_date).
+    Where scikit-learn defines the metric, the formula is its current one, except where the
+    column's description says otherwise (docs/requirements.md#performance-metrics).
+
+    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
+    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
+    may have expired since (daily_mart_recompute_from).
 #}
 {{
     config(
@@ -21,6 +24,8 @@
 }}
 
 {%- set recompute_from = daily_mart_recompute_from() if is_incremental() -%}
+{#- float64 machine epsilon: scikit-learn's log_loss clips to [eps, 1 - eps] -#}
+{%- set float_epsilon = '2.220446049250313e-16::double precision' -%}
 
 with
 
@@ -55,12 +60,20 @@ base as (
         abs_error,
         squared_error,
         predicted_class,
+        confidence,
         is_correct,
         label_status,
+        label_status = 'labeled' and predicted_value is null as is_unscored_label,
+        least(greatest(predicted_value, {{ float_epsilon }}), 1 - {{ float_epsilon }})
+            as clipped_probability,
         coalesce(model_version, 'unversioned') as model_version,
-        label_status = 'labeled' and prediction_kind = 'regression' as is_regression_label,
         label_status = 'labeled'
-        and prediction_kind = 'binary_classification' as is_binary_label
+        and predicted_value is not null
+        and prediction_kind = 'regression' as is_regression_label,
+        label_status = 'labeled'
+        and predicted_value is not null
+        and prediction_kind = 'binary_classification' as is_binary_label,
+        last_ingested_at
     from outcomes
 
 ),
@@ -110,8 +123,13 @@ calibration_summary as (
         service_name,
         prediction_type,
         model_version,
-        sum(prediction_count * gap) / sum(prediction_count) as ece,
-        max(gap) as mce
+        sum(prediction_count * gap) filter (where calibration_kind = 'probability')
+        / sum(prediction_count) filter (where calibration_kind = 'probability') as ece,
+        max(gap) filter (where calibration_kind = 'probability' and has_min_count) as mce,
+        sum(prediction_count * gap) filter (where calibration_kind = 'confidence')
+        / sum(prediction_count) filter (where calibration_kind = 'confidence') as confidence_ece,
+        max(gap) filter (where calibration_kind = 'confidence' and has_min_count)
+            as confidence_mce
     from calibration
     group by metric_date, service_name, prediction_type, model_version
 
@@ -129,11 +147,17 @@ aggregated as (
         count(*) filter (where label_status = 'labeled')::bigint as labeled_count,
         count(*) filter (where label_status = 'pending')::bigint as pending_count,
         count(*) filter (where label_status = 'expired')::bigint as expired_count,
+        count(*) filter (where is_unscored_label)::bigint as unscored_count,
+        count(*) filter (
+            where label_status = 'labeled' and predicted_value is not null and confidence is null
+        )::bigint as confidence_missing_count,
+        max(last_ingested_at) as last_ingested_at,
         {# regression #}
         avg(abs_error) filter (where is_regression_label) as mae,
         sqrt(avg(squared_error) filter (where is_regression_label)) as rmse,
         avg(error) filter (where is_regression_label) as bias,
-        avg(abs_error / abs(actual_value))
+        {# the floor only keeps |error| / |actual| finite for subnormal actuals #}
+        avg(abs_error / greatest(abs(actual_value), {{ float_epsilon }}))
         filter (where is_regression_label and actual_value <> 0) as mape,
         count(*) filter (where is_regression_label and actual_value = 0)::bigint
             as mape_excluded_count,
@@ -158,8 +182,8 @@ aggregated as (
         count(*) filter (where is_binary_label and predicted_class = 0 and actual_value = 1)
             as false_negative_count,
         -avg(
-            actual_value * ln(least(greatest(predicted_value, 1e-15), 1 - 1e-15))
-            + (1 - actual_value) * ln(1 - least(greatest(predicted_value, 1e-15), 1 - 1e-15))
+            actual_value * ln(clipped_probability)
+            + (1 - actual_value) * ln(1 - clipped_probability)
         ) filter (where is_binary_label) as log_loss,
         avg(squared_error) filter (where is_binary_label) as brier
     from base
@@ -183,14 +207,20 @@ final as (
         aggregated.labeled_count,
         aggregated.pending_count,
         aggregated.expired_count,
+        aggregated.unscored_count,
         aggregated.mae,
         aggregated.rmse,
         aggregated.bias,
         aggregated.mape,
         aggregated.mape_excluded_count,
+        {# ss_residual / ss_total could overflow float8 (an error in PostgreSQL) when the
+           actuals differ by a subnormal amount: beyond e^700 the ratio is -infinity #}
         case
-            when not aggregated.is_actual_constant and aggregated.ss_total > 0
-                then 1 - aggregated.ss_residual / aggregated.ss_total
+            when aggregated.is_actual_constant or not aggregated.ss_total > 0 then null
+            when aggregated.ss_residual = 0 then 1
+            when ln(aggregated.ss_residual) - ln(aggregated.ss_total) > 700
+                then '-infinity'::double precision
+            else 1 - aggregated.ss_residual / aggregated.ss_total
         end as r2,
         aggregated.p50_abs_error,
         aggregated.p90_abs_error,
@@ -220,7 +250,11 @@ final as (
         aggregated.log_loss,
         aggregated.brier,
         calibration_summary.ece,
-        calibration_summary.mce
+        calibration_summary.mce,
+        calibration_summary.confidence_ece,
+        calibration_summary.confidence_mce,
+        aggregated.confidence_missing_count,
+        aggregated.last_ingested_at
     from aggregated
     left join auc
         on

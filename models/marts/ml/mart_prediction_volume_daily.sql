@@ -2,10 +2,9 @@
     Seed 000's "prediction volume": predictions per day and service, with the mean predicted
     value and confidence.
 
-    Incremental by day: fct_prediction_outcomes only changes predictions made within
-    label_lookback_days of its newest one, so a run recomputes the days from the newest day
-    already here minus label_lookback_days + 1 (the extra day absorbs a DST hour in the
-    fact table's interval arithmetic) and replaces them whole (delete+insert on metric_date).
+    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
+    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
+    may have expired since (daily_mart_recompute_from).
 #}
 {{
     config(
@@ -39,7 +38,8 @@ daily as (
         avg(predicted_value) as avg_predicted_value,
         avg(confidence) as avg_confidence,
         min(created_at) as first_prediction_at,
-        max(created_at) as last_prediction_at
+        max(created_at) as last_prediction_at,
+        max(last_ingested_at) as last_ingested_at
     from outcomes
     group by created_date, service_name
 
@@ -55,7 +55,8 @@ final as (
         avg_predicted_value,
         avg_confidence,
         first_prediction_at,
-        last_prediction_at
+        last_prediction_at,
+        last_ingested_at
     from daily
 
 )

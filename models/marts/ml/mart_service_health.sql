@@ -1,7 +1,9 @@
 {#
     One row per service from seeds/services.csv: is it writing, and is it right? Volumes come
     from the raw predictions (so they are as fresh as the last refresh); the 7-day error rate
-    is the share of labeled predictions made in the last 7 days that are not correct.
+    is the share of labeled predictions made in the last 7 days that are not correct (those
+    without a predicted_value have no correctness and are left out). Windows are in hours:
+    '7 days' would count calendar days in the session's time zone.
     A materialized view refreshed CONCURRENTLY (macros/marts/refresh_materialized_view.sql),
     hence the unique index on service_name.
 #}
@@ -52,7 +54,7 @@ recent_volume as (
         count(*) filter (where created_at > now() - interval '1 hour') as last_hour_count,
         count(*) as last_day_count
     from predictions
-    where created_at > now() - interval '1 day'
+    where created_at > now() - interval '24 hours'
     group by service_name
 
 ),
@@ -77,7 +79,7 @@ error_rates as (
         avg((not is_correct)::integer::double precision)
         filter (where label_status = 'labeled') as error_rate_7d
     from outcomes
-    where created_at > now() - interval '7 days'
+    where created_at > now() - interval '168 hours'
     group by service_name
 
 ),

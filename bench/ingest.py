@@ -12,9 +12,12 @@ share of the COPY ceiling no lower than before the stricter validation (0.65).
 Two durable lines measure Writer(durable=True), whose calls return once the row is fsynced in
 the journal: one caller thread (an fsync per row) and 32 (callers share each fsync).
 
-Two more lines put the writer's figure in context:
+Three more lines put the writer's figure in context:
   copy ceiling   the same rows pre-encoded, COPYed back to back from one connection with no
                  Python work in between: what the database itself absorbs on this machine
+  ceiling, no id trigger
+                 the same with the table's ml_predictions_register trigger disabled: the cost of
+                 registering each id (one row per prediction id) and checking registration
   writer, 1 ms switch interval
                  the writer again after sys.setswitchinterval(0.001). The writer's sender thread
                  waits on the network; with CPython's default 5 ms interval it waits up to 5 ms
@@ -244,6 +247,16 @@ def main() -> int:
         truncate(info)
         batch = args.batch_size or DEFAULT_BATCH_SIZE
         results["copy ceiling"] = (args.rows, copy_ceiling(info, args.rows, batch))
+        assert count(info) == args.rows
+        truncate(info)
+        # what the one-id-one-row guarantee and the registration check cost the database
+        with db.connect(info, autocommit=True) as conn:
+            conn.execute("alter table ml_raw.ml_predictions disable trigger ml_predictions_register")
+        try:
+            results["ceiling, no id trigger"] = (args.rows, copy_ceiling(info, args.rows, batch))
+        finally:
+            with db.connect(info, autocommit=True) as conn:
+                conn.execute("alter table ml_raw.ml_predictions enable trigger ml_predictions_register")
         assert count(info) == args.rows
         truncate(info)
         default_interval = sys.getswitchinterval()

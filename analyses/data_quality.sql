@@ -1,6 +1,7 @@
 {#
-    Seed 000 query 2, "Check Data Quality": accuracy by service over 30 days. The seed's
-    error was |predicted - actual| per row; here MAE per day and type, weighted by labels.
+    The guide's "data quality" query (docs/requirements.md#monitoring-queries): accuracy by
+    service over 30 days. The guide's error was |predicted - actual| per row; here MAE per day
+    and type, weighted by labels.
 #}
 with
 

@@ -1,4 +1,7 @@
-{# Seed 000 query 3, "Check Database Size": table sizes, partitions rolled up. #}
+{#
+    The guide's "database size" query (docs/requirements.md#monitoring-queries): table sizes,
+    partitions rolled up.
+#}
 with
 
 sizes as (

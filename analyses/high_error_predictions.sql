@@ -1,4 +1,7 @@
-{# Seed 000 query 5, "Check Errors": the 50 worst labeled predictions of the last 7 days. #}
+{#
+    The guide's "errors" query (docs/requirements.md#monitoring-queries): the 50 worst
+    labeled predictions of the last 7 days.
+#}
 with
 
 outcomes as (

@@ -1,4 +1,7 @@
-{# Seed 000 "Issue 2: High Error Rates": services whose 7-day error rate is above 20%. #}
+{#
+    The guide's "high error rates" troubleshooting query (docs/requirements.md#alert-error-rate):
+    services whose 7-day error rate is above its 20% target.
+#}
 with
 
 health as (

@@ -1,4 +1,7 @@
-{# Seed 000 query 1, "Check Prediction Volume", with its column names: last 7 days. #}
+{#
+    The guide's "prediction volume" query (docs/requirements.md#monitoring-queries), with its
+    column names: last 7 days.
+#}
 with
 
 volume as (

@@ -1,4 +1,7 @@
-{# Seed 000 query 4, "Check Recent Activity": last 24 hours by service, with the alert flags. #}
+{#
+    The guide's "recent activity" query (docs/requirements.md#monitoring-queries): last 24
+    hours by service, with the alert flags.
+#}
 with
 
 health as (

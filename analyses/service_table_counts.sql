@@ -1,5 +1,6 @@
 {#
-    Seed 000 "Issue 4: Missing Service Data": the unified log against the service view. The
+    The guide's "missing service data" troubleshooting query
+    (docs/requirements.md#service-views): the unified log against the service view. The
     per-service tables are now views over the log, so the counts agree by construction.
 #}
 with

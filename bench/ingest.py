@@ -1,7 +1,8 @@
-"""Ingestion throughput: seed 001's writer style against psycopg executemany and our Writer.
+"""Ingestion throughput: the former writer's style against psycopg executemany and our Writer.
 
 One run, one database, the partitioned ml_raw.ml_predictions with its indexes:
-  seed-style   multi-row INSERT of 50 rows per autocommit statement (seed 001's batch of 50)
+  seed-style   multi-row INSERT of 50 rows per autocommit statement, the batch of 50 of the
+               former writer (docs/requirements.md#source-prediction-writer)
   executemany  psycopg 3 executemany of single-row INSERTs in one transaction (pipelined)
   writer       runner.ingest.Writer: validate + enqueue per call, binary COPY in the background
 

@@ -16,9 +16,9 @@ of migration 0021 see rows in ingested_at order, as in production). Then:
    and prints each model's incremental and full-refresh seconds (dbt's run_results.json) and
    whether the incremental fct_prediction_outcomes plan reads ingested_at through the BRIN
    indexes;
-3. times seed 000's dashboard queries on ml_raw (joining outcomes where the seed read
-   ml_predictions.actual_value) against the same questions on ml_marts: p95 over --repeat
-   runs each (target: marts 20x faster).
+3. times the monitoring guide's dashboard queries (docs/requirements.md#monitoring-queries)
+   on ml_raw (joining outcomes where the guide read ml_predictions.actual_value) against the
+   same questions on ml_marts: p95 over --repeat runs each (target: marts 20x faster).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ TYPES = [
     ("game-app", "scenario-completion"),
 ]
 
-# Seed 000's monitoring queries over the raw log. The seed's ml_predictions carried
+# The monitoring guide's queries over the raw log. The guide's ml_predictions carried
 # actual_value and error; in this warehouse they come from the latest outcome.
 RAW_QUERIES = {
     "prediction_volume_7d": """

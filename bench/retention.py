@@ -8,7 +8,8 @@ partitions) each get --rows expired rows (one day, 100 days ago) and a few curre
               `alter table ... detach partition ...` then `drop table ...`
   archive     the same with action archive (ml_predictions' policy): detach, then
               `alter table ... set schema ml_archive` (rows kept, still queryable)
-  delete      the seed 000 archive script's way: `delete from ... where created_at < now() - 90d`
+  delete      the way of the monitoring guide's archive script:
+              `delete from ... where created_at < now() - 90d`
   +vacuum     the VACUUM that DELETE needs before its space can be reused (timed separately)
 
 For each: wall time, WAL written (pg_current_wal_lsn before/after) and the table's total size

@@ -1,4 +1,4 @@
-"""Acceptance tests of `mlwh check` (issue 7) on a real server.
+"""Acceptance tests of `mlwh check` on a real server (docs/requirements.md#alerts-mart).
 
 A clean warehouse is generated once (36 days of steady, fully labeled predictions for every
 service, the newest a minute old); each scenario clones it, injects one problem straight into

@@ -1,4 +1,5 @@
-"""Issue 2: the embedded server's lifecycle, `mlwh env`, external servers and clear errors."""
+"""The embedded server's lifecycle, `mlwh env`, external servers and clear errors
+(docs/requirements.md#cli)."""
 
 from __future__ import annotations
 

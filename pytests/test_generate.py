@@ -11,7 +11,7 @@ from runner import db
 from runner.generate import DRIFT_SERVICE, SILENT_SERVICE, default_end, generate
 
 DAYS = 35
-ROWS = 33_000  # about 0.3x seed 001's volumes: enough for stable deciles, quick to build
+ROWS = 33_000  # about 0.3x the services' expected volumes: stable deciles, quick to build
 # A fixed end makes the data (weekdays included) the same on every run, so the test is exact.
 END = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 # The marts these tests compare with, and what they are built from.

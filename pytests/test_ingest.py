@@ -1,4 +1,5 @@
-"""Issue 5: the writer is fast, never blocks the caller, and never loses an accepted row."""
+"""The writer is fast, never blocks the caller, and never loses an accepted row
+(docs/requirements.md#writer-api, docs/requirements.md#no-silent-loss)."""
 
 from __future__ import annotations
 

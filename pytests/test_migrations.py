@@ -1,4 +1,5 @@
-"""Issue 3: migrations are versioned, checksummed, locked and reversible."""
+"""Migrations are versioned, checksummed, locked and reversible
+(docs/requirements.md#rollback-guard)."""
 
 from __future__ import annotations
 

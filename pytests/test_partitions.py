@@ -1,4 +1,5 @@
-"""Issue 4: ensure_partitions keeps the landing tables partitioned ahead, without blocking writers."""
+"""ensure_partitions keeps the landing tables partitioned ahead, without blocking writers
+(docs/requirements.md#partitions-ahead)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Issue 4: every seed table has a home (docs/schema.md), and the migrated schema has it."""
+"""Every table of the source systems has a home in docs/schema.md, and the migrated schema has
+it with its rules: docs/requirements.md#source-tables, docs/requirements.md#table-rules."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -10,16 +12,14 @@ import yaml
 
 from pytests.conftest import ROOT
 
-SEEDS = ROOT.parent / "shared" / "seeds"
 DOC = ROOT / "docs" / "schema.md"
+REQUIREMENTS = ROOT / "docs" / "requirements.md"
 SOURCES = ROOT / "models" / "staging" / "ml_raw" / "_ml_raw__sources.yml"
 MIGRATED_SCHEMAS = ("ml_raw", "ml_ops", "ml_archive")
 
-# Names the SQL in the seeds reads from or calls that are not tables of theirs.
-NOT_SEED_TABLES = {"pg_tables", "pg_stat_user_indexes", "information_schema"}
-
-# What the extraction must find at least; guards the regexes against silently finding nothing.
-KNOWN_SEED_TABLES = {
+# Every table the source systems defined (docs/requirements.md, anchors source-*). The mapping
+# in docs/schema.md must give each one a home; this list guards against rows being dropped.
+KNOWN_SOURCE_TABLES = {
     "ml_predictions", "ml_feedback", "ml_performance_metrics", "code_roach_ml_predictions",
     "oracle_ml_predictions", "daisy_chain_ml_predictions", "first_mate_ml_predictions",
     "game_app_ml_predictions", "ml_predictions_archive", "ml_models", "training_datasets",
@@ -32,48 +32,45 @@ KNOWN_SEED_TABLES = {
     "data_quality_checks", "embeddings", "prediction_cache", "training_metrics",
 }  # fmt: skip
 
-SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.S | re.I)
-SQL_TABLE = re.compile(
-    r"\b(?:from|join|insert\s+into|create\s+table|update|analyze|vacuum\s+analyze)\s+"
-    r"([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\b(?!\s*\()",
-    re.I,
+NAME = r"[a-z_][a-z0-9_]*"
+# the key table: "| writer | [source-prediction-writer](requirements.md#source-prediction-writer) |"
+SOURCE_KEY = re.compile(
+    rf"^\|\s*({NAME})\s*\|\s*\[[^\]]+\]\(requirements\.md#([a-z0-9-]+)\)\s*\|\s*$", re.M
 )
-# "- ✅ `ml_feedback` - Feedback on predictions" and "### ML Models Table (`ml_models`)"
-LISTED_TABLE = re.compile(r"^\s*-\s*(?:\S+\s+)?`([a-z_][a-z0-9_]*)`\s+-\s", re.M)
-HEADED_TABLE = re.compile(r"Table \(`([a-z_][a-z0-9_]*)`\)")
 
 
-def seed_tables() -> dict[str, set[str]]:
-    """Table name -> the seed files naming it, from their SQL and their table lists."""
-    found: dict[str, set[str]] = {}
-    assert SEEDS.is_dir(), f"the seed documents are expected in {SEEDS} (shared/ beside the checkout)"
-    for path in sorted(SEEDS.glob("*.txt")):
-        text = path.read_text()
-        names = set(LISTED_TABLE.findall(text)) | set(HEADED_TABLE.findall(text))
-        for block in SQL_BLOCK.findall(text):
-            block = re.sub(r"--[^\n]*", "", block)
-            names |= {n.lower() for n in SQL_TABLE.findall(block)}
-        for name in names:
-            if name.split(".")[0] in NOT_SEED_TABLES or name.startswith("pg_"):
-                continue
-            found.setdefault(name, set()).add(path.name[:3])
-    return found
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def doc_seed_tables() -> set[str]:
-    """The names in the 'seed table' column of docs/schema.md's mapping."""
-    names = set()
+def source_keys() -> dict[str, str]:
+    """Key of each source system in docs/schema.md -> its anchor in docs/requirements.md."""
+    return dict(SOURCE_KEY.findall(DOC.read_text()))
+
+
+def mapping_rows() -> list[tuple[list[str], str, str, str]]:
+    """(source keys, source table cell, lives-in cell, why cell) of docs/schema.md's mapping."""
+    keys = set(source_keys())
+    rows = []
     for line in DOC.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and re.fullmatch(r"\d{3}(, \d{3})*", cells[0]):
-            names |= set(re.findall(r"`([a-z_][a-z0-9_]*)`", cells[1]))
-    return names
+        cells = _cells(line)
+        if len(cells) != 4 or not line.lstrip().startswith("|"):
+            continue
+        sources = [s.strip() for s in cells[0].split(",")]
+        if sources and all(s in keys for s in sources):
+            rows.append((sources, cells[1], cells[2], cells[3]))
+    return rows
+
+
+def mapped_tables() -> set[str]:
+    """The source table names of the mapping (first name in backticks of the second column)."""
+    return {re.findall(rf"`({NAME})`", table)[0] for _, table, _, _ in mapping_rows()}
 
 
 def doc_objects() -> set[str]:
     """Schema-qualified objects docs/schema.md names in the schemas the migrations own."""
     schemas = "|".join(MIGRATED_SCHEMAS)
-    pattern = rf"`((?:{schemas})\.[a-z_][a-z0-9_]*)`"
+    pattern = rf"`((?:{schemas})\.{NAME})`"
     return set(re.findall(pattern, DOC.read_text()))
 
 
@@ -88,16 +85,53 @@ def partitioned_sources() -> dict[str, dict]:
     return out
 
 
-def test_seed_extraction_finds_the_known_tables() -> None:
-    found = seed_tables()
-    assert KNOWN_SEED_TABLES <= set(found), KNOWN_SEED_TABLES - set(found)
+def test_every_source_system_key_is_a_requirement() -> None:
+    keys = source_keys()
+    assert len(keys) >= 4, keys
+    anchors = set(re.findall(r"^### ([a-z0-9-]+)\s*$", REQUIREMENTS.read_text(), re.M))
+    assert set(keys.values()) <= anchors, set(keys.values()) - anchors
 
 
-def test_every_seed_table_appears_in_schema_doc() -> None:
-    missing = {name: sorted(seeds) for name, seeds in seed_tables().items()}
-    for name in doc_seed_tables():
-        missing.pop(name, None)
-    assert not missing, f"seed tables without a row in docs/schema.md: {missing}"
+def test_every_source_table_is_mapped() -> None:
+    mapped = mapped_tables()
+    assert KNOWN_SOURCE_TABLES <= mapped, KNOWN_SOURCE_TABLES - mapped
+
+
+def _model_exists(name: str) -> bool:
+    return any(Path(ROOT, "models").rglob(f"{name}.sql"))
+
+
+def test_every_mapped_table_exists_or_is_merged(conn: psycopg.Connection) -> None:
+    """A home is a migrated table or a dbt model; a home of another name says why."""
+    problems = []
+    for sources, table_cell, home_cell, why in mapping_rows():
+        table = re.findall(rf"`({NAME})`", table_cell)[0]
+        homes = re.findall(r"`([a-z_][A-Za-z0-9_.<>]*)`", home_cell)
+        if not homes:
+            problems.append(f"{table}: no home named")
+            continue
+        schema, _, name = homes[0].partition(".")
+        if "<" in name:  # a family of partitions: its parent must exist
+            parent = re.sub(r"_p<[^>]*>$", "", name)
+            exists = conn.execute(
+                "select relkind = 'p' from pg_class where oid = to_regclass(%s)",
+                [f"{schema}.{parent}"],
+            ).fetchone()
+            if exists != (True,):
+                problems.append(f"{table}: partitioned parent {schema}.{parent} missing")
+        elif schema in MIGRATED_SCHEMAS:
+            found = conn.execute("select to_regclass(%s)", [homes[0]]).fetchone()[0]
+            if found is None:
+                problems.append(f"{table}: {homes[0]} not created by the migrations")
+        elif schema == "ml_marts":
+            if not _model_exists(name):
+                problems.append(f"{table}: no dbt model {name}")
+        else:
+            problems.append(f"{table}: home {homes[0]} is in no known schema")
+        if name != table and not why:
+            problems.append(f"{table} lives in {homes[0]} without a reason ({sources})")
+    assert len(mapping_rows()) >= len(KNOWN_SOURCE_TABLES)
+    assert not problems, problems
 
 
 def test_every_object_in_schema_doc_exists(conn: psycopg.Connection) -> None:
@@ -221,7 +255,7 @@ def test_a_valid_prediction_is_accepted(conn: psycopg.Connection) -> None:
         ),
     ],
 )
-def test_seed_rules_are_enforced(conn: psycopg.Connection, statement: str, error: str) -> None:
+def test_table_rules_are_enforced(conn: psycopg.Connection, statement: str, error: str) -> None:
     with pytest.raises(psycopg.errors.CheckViolation, match=error):
         conn.execute(statement)
 

@@ -2,7 +2,8 @@
 
 One numpy Generator seeded from `--seed` drives everything, ids included, and every timestamp
 is relative to `end`, so the same (seed, end, days, rows) always yields the same rows; the
-manifest's checksum proves it. Traffic follows seed 001's per-service daily volumes with a
+manifest's checksum proves it. Traffic follows the services' expected daily volumes
+(seeds/services.csv, docs/requirements.md#source-prediction-writer) with a
 daily and weekly rhythm, and carries the stories the report should show: a challenger model
 version ramping up with a lower error, one service whose predictions drift mid-period, one
 service silent for the last hours, outcomes arriving minutes to days late (some never), an A/B

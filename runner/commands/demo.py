@@ -169,7 +169,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--days", type=int, default=30, help="days of traffic (default 30)")
     p.add_argument("--rows", type=int, default=None,
-                   help="about this many predictions in total (default: seed 001 volumes)")
+                   help="about this many predictions in total (default: the services' volumes)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--end", default=None,
                    help="ISO timestamp the traffic ends at (default: now, to the minute)")
@@ -186,7 +186,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--days", type=int, default=30, help="days of traffic (default 30)")
     p.add_argument("--rows", type=int, default=None,
-                   help="about this many predictions (default: seed 001 volumes)")
+                   help="about this many predictions (default: the services' volumes)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--output", default="reports/index.html",
                    help="report path (default reports/index.html)")

@@ -1,5 +1,6 @@
 {#
-    Seed 000's "database size" query for the warehouse schemas: every table with its total
+    The monitoring guide's "database size" query (docs/requirements.md#alert-database-size)
+    for the warehouse schemas: every table with its total
     size (partitions rolled up into their parent), measured when it runs. Ephemeral: measured
     once into mart_table_size_history and once, live, into mart_table_sizes.
 #}

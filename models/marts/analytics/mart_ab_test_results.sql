@@ -1,5 +1,5 @@
 {#
-    A/B test results per experiment and arm (seed 002 ab_testing_experiments): sample size,
+    A/B test results per experiment and arm (docs/requirements.md#ab-assignments): sample size,
     mean outcome with a 95% confidence interval (normal approximation), the difference to the
     control arm with a two-sided Welch z-test p-value, and a sample-ratio-mismatch check
     (chi-square of the assignment counts against the configured weights; p-value by the

@@ -1,6 +1,7 @@
 {#
-    OpenEvolve progress (seed 002 module 2): per experiment and generation, best, mean and
-    worst fitness of the generation's individuals, and the best so far.
+    OpenEvolve progress (docs/requirements.md#source-learning-schema): per experiment and
+    generation, best, mean and worst fitness of the generation's individuals, and the best so
+    far.
 #}
 {{ config(contract={'enforced': true}) }}
 

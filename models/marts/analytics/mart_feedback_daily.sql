@@ -1,4 +1,5 @@
-{# Feedback per UTC day and service: volumes by type and the mean rating (seed 001 ml_feedback). #}
+{# Feedback per UTC day and service: volumes by type and the mean rating
+   (ml_raw.ml_feedback). #}
 {{ config(contract={'enforced': true}) }}
 
 with

@@ -1,4 +1,5 @@
-{# Learning events per UTC hour, event type and source, with processing lag (seed 002 module 4). #}
+{# Learning events per UTC hour, event type and source, with processing lag
+   (docs/requirements.md#source-learning-schema). #}
 {{ config(contract={'enforced': true}) }}
 
 with

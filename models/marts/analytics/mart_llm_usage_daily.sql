@@ -1,4 +1,5 @@
-{# LLM usage and cost per UTC day, provider and model (seed 002 llm_interactions). #}
+{# LLM usage and cost per UTC day, provider and model
+   (ml_raw.llm_interactions, docs/requirements.md#source-learning-schema). #}
 {{ config(contract={'enforced': true}) }}
 
 with

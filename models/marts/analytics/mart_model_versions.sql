@@ -1,9 +1,9 @@
 {#
-    Model registry (seed 002/004 ml_models) beside training, offline evaluation and online
-    performance: one row per registered model version. Online figures come from
-    fct_prediction_outcomes (predictions whose model_id, from the staged log, is this model),
-    over the 30 days before the newest prediction. The champion of a model_name is its active version deployed last;
-    every other active version is a challenger.
+    Model registry (ml_raw.ml_models, docs/requirements.md#model-registry) beside training,
+    offline evaluation and online performance: one row per registered model version. Online
+    figures come from fct_prediction_outcomes (predictions whose model_id, from the staged log,
+    is this model), over the 30 days before the newest prediction. The champion of a model_name
+    is its active version deployed last; every other active version is a challenger.
 #}
 {{ config(contract={'enforced': true}) }}
 

@@ -1,4 +1,5 @@
-{# Detected patterns per UTC day: occurrences and mean detection confidence (seed 002 module 3). #}
+{# Detected patterns per UTC day: occurrences and mean detection confidence
+   (docs/requirements.md#source-learning-schema). #}
 {{ config(contract={'enforced': true}) }}
 
 with

@@ -1,5 +1,6 @@
 {#
-    Seed 000's "database size" query for the warehouse schemas: every table with its total size
+    The "database size" monitoring query (docs/requirements.md#alert-database-size) for the
+    warehouse schemas: every table with its total size
     (partitions rolled up into their parent), as of the build, and its growth since the newest
     measurement of an earlier day in mart_table_size_history (null until such a day exists:
     the history starts with the first build and gains a day per day with a build).

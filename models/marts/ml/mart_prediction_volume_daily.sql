@@ -1,5 +1,6 @@
 {#
-    Seed 000's "prediction volume": predictions per day and service, with the mean predicted
+    The "prediction volume" monitoring query (docs/requirements.md#monitoring-queries):
+    predictions per day and service, with the mean predicted
     value and confidence.
 
     Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from

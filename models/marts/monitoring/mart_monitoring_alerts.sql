@@ -1,7 +1,7 @@
 {#
     One row per active alert: what is wrong, where, by how much, since when.
 
-    Thresholds (seed 000 unless noted):
+    Thresholds (docs/requirements.md#alerts-mart and the alert-* entries there):
     - service silent: no prediction for services.silent_after_minutes (warn), 6 hours (error);
     - error rate over 7 days above services.max_error_rate (warn);
     - writer queue above 200 in the latest snapshot of each writer of the last day (warn);

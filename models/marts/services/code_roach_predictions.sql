@@ -1,5 +1,6 @@
 {#
-    Seed 001's code_roach_ml_predictions table as a typed view: Code Roach's predictions with the
+    The writer's former code_roach_ml_predictions table as a typed view
+    (docs/requirements.md#service-views): Code Roach's predictions with the
     service's fields taken out of `context`, and their outcomes.
 #}
 {{ config(materialized='view') }}

@@ -1,5 +1,6 @@
 {#
-    Seed 001's daisy_chain_ml_predictions table as a typed view: Daisy Chain's predictions with the
+    The writer's former daisy_chain_ml_predictions table as a typed view
+    (docs/requirements.md#service-views): Daisy Chain's predictions with the
     service's fields taken out of `context`, and their outcomes.
 #}
 {{ config(materialized='view') }}

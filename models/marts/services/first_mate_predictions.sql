@@ -1,5 +1,6 @@
 {#
-    Seed 001's first_mate_ml_predictions table as a typed view: First Mate's predictions with the
+    The writer's former first_mate_ml_predictions table as a typed view
+    (docs/requirements.md#service-views): First Mate's predictions with the
     service's fields taken out of `context`, and their outcomes.
 #}
 {{ config(materialized='view') }}

@@ -1,5 +1,6 @@
 {#
-    Seed 001's game_app_ml_predictions table as a typed view: Game App's predictions with the
+    The writer's former game_app_ml_predictions table as a typed view
+    (docs/requirements.md#service-views): Game App's predictions with the
     service's fields taken out of `context`, and their outcomes.
 #}
 {{ config(materialized='view') }}

@@ -1,5 +1,6 @@
 {#
-    Seed 001's oracle_ml_predictions table as a typed view: Oracle's predictions with the
+    The writer's former oracle_ml_predictions table as a typed view
+    (docs/requirements.md#service-views): Oracle's predictions with the
     service's fields taken out of `context`, and their outcomes.
 #}
 {{ config(materialized='view') }}

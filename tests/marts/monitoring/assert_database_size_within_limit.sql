@@ -1,4 +1,4 @@
-{# The database above 10 GB (seed 000: consider archiving, warn). #}
+{# The database above 10 GB: consider archiving (warn, docs/requirements.md#alert-database-size) #}
 {{ config(severity='warn') }}
 
 with

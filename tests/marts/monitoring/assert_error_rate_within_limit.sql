@@ -1,4 +1,5 @@
-{# Services whose 7-day error rate is above services.max_error_rate (seed 000: 0.30, warn). #}
+{# Services whose 7-day error rate is above services.max_error_rate (0.30, warn;
+   docs/requirements.md#alert-error-rate). #}
 {{ config(severity='warn') }}
 
 with

@@ -1,4 +1,5 @@
-{# Services without a prediction for longer than services.silent_after_minutes (seed 000: warn). #}
+{# Services without a prediction for longer than services.silent_after_minutes (warn;
+   docs/requirements.md#alert-silent-service). #}
 {{ config(severity='warn') }}
 
 with

@@ -1,4 +1,4 @@
-{# Writers whose latest queue is above 200 items (seed 000, warn). #}
+{# Writers whose latest queue is above 200 items (warn, docs/requirements.md#alert-writer-queue) #}
 {{ config(severity='warn') }}
 
 with

@@ -38,10 +38,10 @@ predictions as (
         created_date,
         service_name,
         prediction_type,
-        coalesce(model_version, 'unversioned') as model_version,
         predicted_value,
         confidence,
-        ingested_at
+        ingested_at,
+        coalesce(model_version, 'unversioned') as model_version
     from {{ ref('stg_ml_raw__predictions') }}
     {% if is_incremental() %}
         where

@@ -195,9 +195,9 @@ reference_windows as (
         baselines.reference_end_date,
         current_days.value_count as current_count,
         current_days.sorted_values as current_values,
-        coalesce(reference_sets.reference_count, 0) as reference_count,
         reference_sets.ascending_values,
         reference_sets.negated_values,
+        coalesce(reference_sets.reference_count, 0) as reference_count,
         greatest(current_days.last_ingested_at, reference_sets.last_ingested_at)
             as last_ingested_at
     from current_days

@@ -11,17 +11,18 @@ data holds outcomes next to the lookback boundary across both of its clock chang
 
 Late cases (`LATE`): an outcome observed 29.6 days after its prediction and loaded a day later;
 an outcome loaded four days after it was observed; predictions replayed for a day 10 and one
-35 days back; outcomes at exactly the lookback and one second past it; a future-dated
+35 days back (inside a pinned drift baseline and inside a version's first days); outcomes at exactly the lookback and one second past it; a future-dated
 prediction. Labels are judged against the run's time, so no generated prediction is created
 within 10 minutes of the pending/expired boundary (`now` - 30 days).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +42,12 @@ DAYS = 40
 PER_DAY_PER_TYPE = 20
 LOOKBACK = timedelta(days=30)
 REFERENCE_DAYS = 28
+# Fixed drift baselines: a version's first 14 days (about 170 values of a v1, 110 of a v2),
+# except daisy-chain's task-success, pinned to the days 13 .. 7 before now (every version).
+BASELINE_DAYS = 14
+PINNED = ("daisy-chain", "task-success")
+PINNED_DAYS_BACK = (13, 7)
+MIN_REFERENCE = 100
 CALIBRATION_BINS = 10
 CALIBRATION_MIN_BIN_COUNT = 10
 # float64 machine epsilon: scikit-learn's log_loss clips probabilities to [eps, 1 - eps].
@@ -69,7 +76,6 @@ SELECT = [
     "ml_predictions_service_recency",
     "ml_predictions_volume_anomaly",
 ]
-INCREMENTAL_VARS = ["--vars", '{"ingest_watermark_margin_minutes": 0}']
 # Every incremental model, with its schema. Tables compared exactly (EXCEPT ALL both ways)
 # are those without aggregated doubles: the fact table and the collected drift values.
 INCREMENTAL = {
@@ -79,6 +85,7 @@ INCREMENTAL = {
     "mart_calibration_daily": "ml_marts",
     "mart_performance_daily": "ml_marts",
     "mart_drift_daily": "ml_marts",
+    "mart_drift_by_version_daily": "ml_marts",
     "mart_label_coverage_daily": "ml_marts",
 }
 EXACT = {"fct_prediction_outcomes", "int_feature_values_collected"}
@@ -188,10 +195,11 @@ def generate(now: datetime) -> dict[str, Any]:
         observed: list[timedelta],
         arrives: datetime | None = None,
         value: float = 0.7,
+        service: tuple[str, str] = ("daisy-chain", "task-success"),
     ) -> None:
         pid = _uuid(rng)
         cases[name] = pid
-        predictions.append((pid, created, "daisy-chain", "task-success", "v1", value, 0.8, None))
+        predictions.append((pid, created, *service, "v1", value, 0.8, None))
         if arrives is not None:
             arrivals[pid] = arrives
         for lag in observed:
@@ -225,6 +233,15 @@ def generate(now: datetime) -> dict[str, Any]:
                 arrives=now - timedelta(days=0.4),
                 value=float(np.round(rng.random(), 2)),
             )
+    for i in range(12):  # replayed into the first days of first-mate's v1 (its baseline)
+        case(
+            f"replayed_baseline_{i}",
+            now - timedelta(days=35, hours=i),
+            [],
+            arrives=now - timedelta(days=0.4),
+            value=float(np.round(rng.random(), 1)),
+            service=("first-mate", "roll-success"),
+        )
     # Around the zone's latest clock changes: the lookback is 720 hours of elapsed time, not
     # 30 local calendar days (721 hours across the autumn change, 719 across the spring one).
     for change in dst_changes(TIME_ZONE, now - timedelta(days=750), now - timedelta(days=45)):
@@ -332,9 +349,24 @@ def pg_percentile(values: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
 
 
+def dbt_vars(now: datetime, **extra: Any) -> list[str]:
+    """--vars for every dbt run of the module: the drift baselines (pinned days as of `now`)."""
+    start, end = ((now - timedelta(days=d)).date().isoformat() for d in PINNED_DAYS_BACK)
+    pinned = {
+        "service_name": PINNED[0],
+        "prediction_type": PINNED[1],
+        "start_date": start,
+        "end_date": end,
+    }
+    values = {"drift_baseline_days": BASELINE_DAYS, "drift_baseline": [pinned], **extra}
+    return ["--vars", json.dumps(values)]
+
+
 def close(actual: Any, expected: Any) -> bool:
     if expected is None or (isinstance(expected, float) and math.isnan(expected)):
         return actual is None
+    if isinstance(expected, str | date):
+        return actual == expected
     if actual is None:
         return False
     actual, expected = float(actual), float(expected)
@@ -382,7 +414,7 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
             )
         )
         load(conn, data, None, boundaries[0])
-        first = dbt.invoke(["build", *SELECT])
+        first = dbt.invoke(["build", *SELECT, *dbt_vars(now)])
         assert first.ok, [
             (r["unique_id"], r.get("message"))
             for r in first.results
@@ -390,7 +422,7 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
         ]
         for start, end in zip(boundaries, boundaries[1:], strict=False):
             load(conn, data, start, end)
-            step = dbt.invoke(["run", *SELECT, *INCREMENTAL_VARS])
+            step = dbt.invoke(["run", *SELECT, *dbt_vars(now, ingest_watermark_margin_minutes=0)])
             assert step.ok, step.by_status("error")
         for table, schema in INCREMENTAL.items():
             conn.execute(
@@ -399,7 +431,7 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
                     sql.Identifier(schema, table),
                 )
             )
-        full = dbt.invoke(["build", *SELECT, "--full-refresh"])
+        full = dbt.invoke(["build", *SELECT, *dbt_vars(now), "--full-refresh"])
         assert full.ok, [
             (r["unique_id"], r.get("message"))
             for r in full.results
@@ -723,55 +755,112 @@ def test_volume_and_label_coverage_daily(built: dict[str, Any], mconn) -> None:
     )
 
 
-def test_drift_daily(built: dict[str, Any], mconn) -> None:
-    fact = expected_fact(built["data"], built["now"])
+def expected_drift(reference: np.ndarray, current: np.ndarray) -> dict[str, Any]:
+    """PSI, JS distance and KS of `current` against `reference` with numpy/scipy."""
+    exp: dict[str, Any] = {
+        "reference_count": len(reference),
+        "current_count": len(current),
+        "psi": None,
+        "js_distance": None,
+        "ks_statistic": None,
+    }
+    if len(reference) >= MIN_REFERENCE:
+        edges = np.unique([pg_percentile(reference, q / 10) for q in range(1, 10)])
+        ref_share = np.bincount(
+            np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
+        ) / len(reference)
+        cur_share = np.bincount(
+            np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1
+        ) / len(current)
+        r, c = np.maximum(ref_share, 1e-4), np.maximum(cur_share, 1e-4)
+        exp.update(
+            bin_count=len(edges) + 1,
+            psi=float(np.sum((c - r) * np.log(c / r))),
+            js_distance=float(distance.jensenshannon(ref_share, cur_share, base=2)),
+            ks_statistic=float(stats.ks_2samp(reference, current).statistic),
+        )
+    return exp
+
+
+def feature_values(fact: dict[uuid.UUID, dict[str, Any]]) -> dict[tuple, dict[Any, list[float]]]:
+    """Values per (service, type, feature, version) and day."""
     values: dict[tuple, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in fact.values():
         for feature in ("predicted_value", "confidence"):
             if row[feature] is not None:
-                values[(row["service_name"], row["prediction_type"], feature)][
-                    row["created_date"]
-                ].append(row[feature])
+                key = (row["service_name"], row["prediction_type"], feature, row["model_version"])
+                values[key][row["created_date"]].append(row[feature])
+    return values
+
+
+def test_drift_daily(built: dict[str, Any], mconn) -> None:
+    """Rolling reference: the 28 days before the day, every model version pooled."""
+    values: dict[tuple, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (service, ptype, feature, _), by_day in feature_values(
+        expected_fact(built["data"], built["now"])
+    ).items():
+        for day, day_values in by_day.items():
+            values[(service, ptype, feature)][day].extend(day_values)
     want = {}
     for (service, ptype, feature), by_day in values.items():
-        for day, current_list in by_day.items():
-            reference = np.array(
-                [
-                    v
-                    for d, vs in by_day.items()
-                    if day - timedelta(days=REFERENCE_DAYS) <= d < day
-                    for v in vs
-                ]
+        for day, current in by_day.items():
+            reference = [
+                v
+                for d, vs in by_day.items()
+                if day - timedelta(days=REFERENCE_DAYS) <= d < day
+                for v in vs
+            ]
+            want[(day, service, ptype, feature)] = expected_drift(
+                np.array(reference), np.array(current)
             )
-            current = np.array(current_list)
-            exp: dict[str, Any] = {
-                "reference_count": len(reference),
-                "current_count": len(current),
-                "psi": None,
-                "js_distance": None,
-                "ks_statistic": None,
-            }
-            if len(reference) >= 100:
-                edges = np.unique([pg_percentile(reference, q / 10) for q in range(1, 10)])
-                ref_share = np.bincount(
-                    np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
-                ) / len(reference)
-                cur_share = np.bincount(
-                    np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1
-                ) / len(current)
-                r, c = np.maximum(ref_share, 1e-4), np.maximum(cur_share, 1e-4)
-                exp.update(
-                    bin_count=len(edges) + 1,
-                    psi=float(np.sum((c - r) * np.log(c / r))),
-                    js_distance=float(distance.jensenshannon(ref_share, cur_share, base=2)),
-                    ks_statistic=float(stats.ks_2samp(reference, current).statistic),
-                )
-            want[(day, service, ptype, feature)] = exp
     got = fetch(
         mconn, "mart_drift_daily", ["drift_date", "service_name", "prediction_type", "feature_name"]
     )
     assert sum(v["psi"] is not None for v in want.values()) > 100
     assert_rows_match("mart_drift_daily", got, want)
+
+
+def test_drift_by_version_daily(built: dict[str, Any], mconn) -> None:
+    """Fixed reference per version: its first BASELINE_DAYS days, or the pinned period of every
+    version of PINNED; null on the reference's own days."""
+    now = built["now"]
+    values = feature_values(expected_fact(built["data"], now))
+    first_days: dict[tuple, Any] = {}
+    for (service, ptype, _, version), by_day in values.items():
+        key = (service, ptype, version)
+        first_days[key] = min(min(by_day), first_days.get(key, min(by_day)))
+    pinned_start, pinned_end = ((now - timedelta(days=d)).date() for d in PINNED_DAYS_BACK)
+    want = {}
+    for (service, ptype, feature, version), by_day in values.items():
+        if (service, ptype) == PINNED:
+            kind, start, end = "pinned", pinned_start, pinned_end
+            reference = [
+                v
+                for (s, t, f, _), days in values.items()
+                if (s, t, f) == (service, ptype, feature)
+                for d, vs in days.items()
+                if start <= d <= end
+                for v in vs
+            ]
+        else:
+            kind, start = "version_start", first_days[(service, ptype, version)]
+            end = start + timedelta(days=BASELINE_DAYS - 1)
+            reference = [v for d, vs in by_day.items() if start <= d <= end for v in vs]
+        for day, current in by_day.items():
+            exp = expected_drift(np.array(reference), np.array(current))
+            if start <= day <= end:
+                exp.update(psi=None, js_distance=None, ks_statistic=None)
+            exp.update(reference_kind=kind, reference_start_date=start, reference_end_date=end)
+            want[(day, service, ptype, feature, version)] = exp
+    got = fetch(
+        mconn,
+        "mart_drift_by_version_daily",
+        ["drift_date", "service_name", "prediction_type", "feature_name", "model_version"],
+    )
+    measured = [v for v in want.values() if v["psi"] is not None]
+    assert {v["reference_kind"] for v in measured} == {"pinned", "version_start"}
+    assert len(measured) > 100
+    assert_rows_match("mart_drift_by_version_daily", got, want)
 
 
 def test_service_health_materialized_view_refreshes_concurrently(

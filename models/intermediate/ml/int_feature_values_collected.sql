@@ -1,7 +1,8 @@
 {#
-    One row per UTC day, service, prediction type and drifting feature (predicted_value,
-    confidence) with that day's values as one sorted array: what mart_drift_daily compares.
-    Storing a day's values once, sorted, lets the drift mart read a reference window as 28
+    One row per UTC day, service, prediction type, drifting feature (predicted_value,
+    confidence) and model version with that day's values as one sorted array: what
+    mart_drift_daily (versions pooled) and mart_drift_by_version_daily compare.
+    Storing a day's values once, sorted, lets the drift marts read a reference window as a few
     index lookups instead of joining every value to each of the 29 days it is compared in.
 
     A table, not a view (the intermediate default): the drift mart looks days up by index.
@@ -19,7 +20,10 @@
         on_schema_change='fail',
         indexes=[
             {
-                'columns': ['service_name', 'prediction_type', 'feature_name', 'created_date'],
+                'columns': [
+                    'service_name', 'prediction_type', 'feature_name', 'created_date',
+                    'model_version',
+                ],
                 'unique': true,
             },
         ],
@@ -36,7 +40,8 @@ predictions as (
         prediction_type,
         predicted_value,
         confidence,
-        ingested_at
+        ingested_at,
+        coalesce(model_version, 'unversioned') as model_version
     from {{ ref('stg_ml_raw__predictions') }}
     {% if is_incremental() %}
         where
@@ -54,6 +59,7 @@ feature_values as (
         service_name,
         prediction_type,
         'predicted_value' as feature_name,
+        model_version,
         predicted_value as feature_value,
         ingested_at
     from predictions
@@ -66,6 +72,7 @@ feature_values as (
         service_name,
         prediction_type,
         'confidence' as feature_name,
+        model_version,
         confidence as feature_value,
         ingested_at
     from predictions
@@ -80,11 +87,12 @@ final as (
         service_name,
         prediction_type,
         feature_name,
+        model_version,
         count(*)::bigint as value_count,
         array_agg(feature_value order by feature_value) as sorted_values,
         max(ingested_at) as last_ingested_at
     from feature_values
-    group by created_date, service_name, prediction_type, feature_name
+    group by created_date, service_name, prediction_type, feature_name, model_version
 
 )
 

@@ -98,6 +98,7 @@ final as (
         services.is_active,
         error_rates.error_rate_7d,
         services.silent_after_minutes,
+        silences.is_silent,
         services.max_error_rate::double precision as max_error_rate,
         refreshed.refreshed_at,
         coalesce(recent_volume.last_prediction_at, last_seen.last_prediction_at)
@@ -105,7 +106,6 @@ final as (
         coalesce(recent_volume.last_hour_count, 0)::bigint as last_hour_count,
         coalesce(recent_volume.last_day_count, 0)::bigint as last_day_count,
         coalesce(error_rates.labeled_7d_count, 0)::bigint as labeled_7d_count,
-        silences.is_silent,
         coalesce(error_rates.error_rate_7d > services.max_error_rate, false)
             as is_error_rate_high
     from services

@@ -16,7 +16,7 @@ unified as (
 service_view as (
 
     select count(*) as prediction_count
-    from {{ ref('code_roach_predictions') }}
+    from {{ ref('fct_code_roach_predictions') }}
 
 ),
 
@@ -30,7 +30,7 @@ final as (
     union all
 
     select
-        'code_roach_predictions' as table_name,
+        'fct_code_roach_predictions' as table_name,
         service_view.prediction_count as count
     from service_view
 

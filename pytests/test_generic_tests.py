@@ -29,6 +29,11 @@ def fx_dbt(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> 
             create table dq_fixture.ranges (value double precision);
             create table dq_fixture.events (service_name text, created_at timestamptz);
             create table dq_fixture.pairs (a integer, b text);
+            create table dq_fixture.alerts (
+                entity_type text, entity text, alert_date date, metric text,
+                observed_value double precision, threshold double precision, severity text,
+                message text
+            );
             """
         )
     dbt = Dbt(
@@ -41,7 +46,9 @@ def fx_dbt(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def fx(module_db: db.ConnInfo, fx_dbt: Dbt) -> Iterator[psycopg.Connection]:
     with db.connect(module_db, autocommit=True) as conn:
-        conn.execute("truncate dq_fixture.ranges, dq_fixture.events, dq_fixture.pairs")
+        conn.execute(
+            "truncate dq_fixture.ranges, dq_fixture.events, dq_fixture.pairs, dq_fixture.alerts"
+        )
         yield conn
 
 
@@ -172,3 +179,25 @@ def test_volume_anomaly_needs_history_before_failing(fx: psycopg.Connection, fx_
     insert_events(fx, "svc-b", 1, 2)
     result = fx_dbt.invoke(["test", "--select", "test_name:volume_anomaly"])
     assert one(result, "volume_anomaly")["status"] == "pass"
+
+
+def test_monitoring_alert_fails_on_its_metrics_and_severity(
+    fx: psycopg.Connection, fx_dbt: Dbt
+) -> None:
+    quiet = fx_dbt.invoke(["test", "--select", "fx_alerts"])
+    assert set(statuses(quiet).values()) == {"pass"}, statuses(quiet)
+    fx.execute(
+        "insert into dq_fixture.alerts values"
+        " ('service', 'oracle', current_date, 'psi_predicted_value', 0.4, 0.25, 'error', 'm1'),"
+        " ('service', 'oracle', current_date, 'psi_confidence', 0.2, 0.1, 'warn', 'm2'),"
+        " ('writer', 'w-1', current_date, 'writer_queue', 500, 200, 'warn', 'm3'),"
+        " ('service', 'ai-gm', current_date, 'error_rate_7d', 0.5, 0.3, 'warn', 'm4')"
+    )
+    loud = fx_dbt.invoke(["test", "--store-failures", "--select", "fx_alerts"])
+    # the drift test counts the error only; the queue test its metric's alert, of any severity
+    assert (one(loud, "fx_alert_drift")["status"], one(loud, "fx_alert_drift")["failures"]) == (
+        "fail",
+        1,
+    )
+    assert one(loud, "fx_alert_queue")["failures"] == 1
+    assert [row[-1] for row in failing_rows(fx, "fx_alert_drift")] == ["m1"]

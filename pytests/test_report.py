@@ -34,7 +34,7 @@ EXPECTED_CHARTS = {
     "label_coverage",
 }
 
-# what the report reads (mart_monitoring_alerts is optional: without it alerts are derived)
+# what the report reads: the daily marts, the alerts and the thresholds they applied
 REPORT_MARTS = [
     "+mart_prediction_volume_daily",
     "+mart_performance_daily",
@@ -42,6 +42,8 @@ REPORT_MARTS = [
     "+mart_drift_daily",
     "+mart_label_coverage_daily",
     "+mart_service_health",
+    "+mart_monitoring_alerts",
+    "dim_alert_thresholds",
 ]
 
 
@@ -76,6 +78,26 @@ def test_report_is_self_contained(report) -> None:  # type: ignore[no-untyped-de
     assert report.alert_source
     # the silent service is among the alerts
     assert any("daisy-chain" in str(alert.values()) for alert in report.alerts)
+
+
+def test_report_reads_alerts_and_thresholds_from_the_marts(  # type: ignore[no-untyped-def]
+    report, module_db: db.ConnInfo
+) -> None:
+    with db.connect(module_db) as conn:
+        alert_ids = {
+            row[0]
+            for row in conn.execute("select alert_id from ml_marts.mart_monitoring_alerts")
+        }
+        thresholds = dict(
+            conn.execute(
+                "select threshold_name, threshold_value from ml_marts.dim_alert_thresholds"
+            ).fetchall()
+        )
+    assert report.alert_source == "ml_marts.mart_monitoring_alerts"
+    assert {alert["alert_id"] for alert in report.alerts} == alert_ids
+    (psi,) = [chart for chart in report.charts if chart.name == "psi"]
+    assert f"fewer than {thresholds['drift_alert_min_rows']:.0f} predictions" in psi.note
+    assert f"{thresholds['alert_psi_error']:g} drift" in psi.svg
 
 
 def test_every_chart_renders_with_data_in_chromium(report, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -26,8 +26,10 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#ff9da7", "#9c755f", "#bab0ac")
 WIDTH, HEIGHT = 760, 300
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 16, 40
-# A partial day's handful of predictions gives a noisy PSI: such days are not drift evidence.
-MIN_DRIFT_ROWS = 50
+# What the page reads besides the daily marts: the alerts and the thresholds they applied, so
+# that no threshold is copied here (docs/requirements.md#alert-thresholds).
+ALERTS = "ml_marts.mart_monitoring_alerts"
+THRESHOLDS = "ml_marts.dim_alert_thresholds"
 
 Point = tuple[float, float]
 
@@ -299,7 +301,20 @@ def _calibration(conn: psycopg.Connection) -> Chart:
                  "diagonal is perfect calibration.", svg, n)
 
 
-def _drift(conn: psycopg.Connection) -> Chart:
+def _thresholds(conn: psycopg.Connection) -> dict[str, float]:
+    """The alert thresholds of the build, by var name."""
+    return {
+        row["threshold_name"]: float(row["threshold_value"])
+        for row in _rows(
+            conn, "select threshold_name, threshold_value from ml_marts.dim_alert_thresholds"
+        )
+    }
+
+
+def _drift(conn: psycopg.Connection, thresholds: dict[str, float]) -> Chart:
+    # A partial day's handful of predictions gives a noisy PSI: such days are not drift evidence.
+    min_rows = int(thresholds["drift_alert_min_rows"])
+    psi_warn, psi_error = thresholds["alert_psi_warn"], thresholds["alert_psi_error"]
     series: dict[str, list[Point]] = defaultdict(list)
     for row in _rows(conn, """
         select drift_date, service_name, max(psi) as psi
@@ -307,17 +322,18 @@ def _drift(conn: psycopg.Connection) -> Chart:
         where feature_name = 'predicted_value' and psi is not null
             and current_count >= %s
         group by 1, 2 order by 2, 1
-    """, [MIN_DRIFT_ROWS]):
+    """, [min_rows]):
         series[row["service_name"]].append((_ts(row["drift_date"]), float(row["psi"])))
     svg, n = line_chart(
         "psi", dict(series), y_label="PSI of predicted_value",
-        thresholds=((0.1, "0.1 watch", "#b58900"), (0.25, "0.25 drift", "#d33682")),
+        thresholds=((psi_warn, f"{psi_warn:g} watch", "#b58900"),
+                    (psi_error, f"{psi_error:g} drift", "#d33682")),
         y_cap=1.0,
     )
     return Chart("psi", "Population stability index per day",
-                 "Each day against the 28 days before it (max over prediction types; days with "
-                 f"fewer than {MIN_DRIFT_ROWS} predictions left out; drawn capped at 1). "
-                 "Above 0.25 the distribution has shifted.", svg, n)
+                 "Each day against its reference window (max over prediction types; days with "
+                 f"fewer than {min_rows} predictions left out; drawn capped at 1). "
+                 f"Above {psi_error:g} the distribution has shifted.", svg, n)
 
 
 def _coverage(conn: psycopg.Connection) -> Chart:
@@ -340,42 +356,13 @@ def _coverage(conn: psycopg.Connection) -> Chart:
                  svg, n)
 
 
-def _alerts(conn: psycopg.Connection) -> tuple[list[dict[str, Any]], str]:
-    if _exists(conn, "ml_marts.mart_monitoring_alerts"):
-        rows = _rows(conn, "select * from ml_marts.mart_monitoring_alerts")
-        for flag in ("is_active", "is_open"):
-            if rows and flag in rows[0]:
-                rows = [r for r in rows if r[flag]]
-        return rows[:200], "ml_marts.mart_monitoring_alerts"
-    rows: list[dict[str, Any]] = []
-    for row in _rows(conn, """
-        select service_name, is_silent, is_error_rate_high, last_prediction_at, error_rate_7d,
-            max_error_rate, silent_after_minutes
-        from ml_marts.mart_service_health order by service_name
-    """):
-        if row["is_silent"]:
-            rows.append({"severity": "error", "alert": "service silent",
-                         "service_name": row["service_name"],
-                         "detail": f"no prediction since {row['last_prediction_at']:%Y-%m-%d %H:%M}"
-                         f" UTC (limit {row['silent_after_minutes']} min)"})
-        if row["is_error_rate_high"]:
-            rows.append({"severity": "warn", "alert": "error rate high",
-                         "service_name": row["service_name"],
-                         "detail": f"7-day error rate {row['error_rate_7d']:.1%} > "
-                         f"{row['max_error_rate']:.0%}"})
-    for row in _rows(conn, """
-        select service_name, prediction_type, drift_date, psi
-        from ml_marts.mart_drift_daily
-        where feature_name = 'predicted_value'
-            and drift_date = (select max(drift_date) from ml_marts.mart_drift_daily)
-            and psi > 0.25 and current_count >= %s
-        order by psi desc
-    """, [MIN_DRIFT_ROWS]):
-        rows.append({"severity": "warn", "alert": "prediction drift",
-                     "service_name": row["service_name"],
-                     "detail": f"{row['prediction_type']}: PSI {row['psi']:.2f} on "
-                     f"{row['drift_date']}"})
-    return rows, "derived from mart_service_health and mart_drift_daily"
+def _alerts(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """The active alerts as mart_monitoring_alerts states them, errors first."""
+    return _rows(conn, """
+        select * from ml_marts.mart_monitoring_alerts
+        order by severity = 'error' desc, metric, entity, alert_date
+        limit 200
+    """)
 
 
 # -- page ---------------------------------------------------------------------------------------
@@ -441,11 +428,15 @@ def _alert_table(rows: list[dict[str, Any]], source: str) -> str:
 def build_report(info: db.ConnInfo) -> tuple[str, list[Chart], list[dict[str, Any]], str]:
     """Read the marts and return the page, its charts and the alerts (with their source)."""
     with db.connect(info, autocommit=True) as conn:
-        if not _exists(conn, "ml_marts.mart_prediction_volume_daily"):
-            raise MlwhError("the marts are not built yet: run `mlwh dbt build` (or `mlwh demo`)")
+        for relation in ("ml_marts.mart_prediction_volume_daily", ALERTS, THRESHOLDS):
+            if not _exists(conn, relation):
+                raise MlwhError(
+                    f"{relation} is not built yet: run `mlwh dbt build` (or `mlwh demo`)"
+                )
+        thresholds = _thresholds(conn)
         charts = [_volume(conn), _recent_hours(conn), *_performance(conn), _calibration(conn),
-                  _drift(conn), _coverage(conn)]
-        alerts, source = _alerts(conn)
+                  _drift(conn, thresholds), _coverage(conn)]
+        alerts, source = _alerts(conn), ALERTS
         span = conn.execute(
             "select min(metric_date), max(metric_date), sum(prediction_count)"
             " from ml_marts.mart_prediction_volume_daily"

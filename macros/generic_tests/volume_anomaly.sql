@@ -3,16 +3,25 @@
     Parameters: model, timestamp_column, group_by (or none), sensitivity, min_history_weeks,
         history_weeks, include_today, as_of (or none).
     Returns one row per anomalous group: group_value, day, row_count, mean_count, z_score,
-    stddev, history_weeks. The standard deviation is floored at 1 and at 5% of the mean, so a
-    perfectly steady history does not turn a tiny change into an anomaly.
+    stddev, history_weeks (scored by the volume_anomalies macro). Unset thresholds come from
+    the alert_volume_* vars (docs/requirements.md#alert-thresholds).
     Example:
         {{ default__test_volume_anomaly(
             ref('stg_ml_raw__predictions'), 'created_at', 'service_name', 3, 4, 8, false) }}
 #}
 {% macro default__test_volume_anomaly(
-    model, timestamp_column, group_by=none, sensitivity=3, min_history_weeks=4, history_weeks=8,
-    include_today=false, as_of=none
+    model, timestamp_column, group_by=none, sensitivity=none, min_history_weeks=none,
+    history_weeks=none, include_today=false, as_of=none
 ) %}
+    {%- if sensitivity is none -%}
+        {%- set sensitivity = var('alert_volume_sensitivity') -%}
+    {%- endif -%}
+    {%- if min_history_weeks is none -%}
+        {%- set min_history_weeks = var('alert_volume_min_history_weeks') -%}
+    {%- endif -%}
+    {%- if history_weeks is none -%}
+        {%- set history_weeks = var('alert_volume_history_weeks') -%}
+    {%- endif -%}
     {%- if not timestamp_column -%}
         {{ exceptions.raise_compiler_error("volume_anomaly needs timestamp_column") }}
     {%- endif -%}
@@ -84,69 +93,13 @@
 
     ),
 
-    groups as (
+    {# the z-score itself is macros/monitoring/volume_anomalies.sql, shared with the alerts #}
+    anomalies as (
 
-        select
-            daily_counts.group_value,
-            min(daily_counts.event_date) as first_date
-        from daily_counts
-        cross join params
-        where daily_counts.event_date < params.checked_date
-        group by daily_counts.group_value
-
-    ),
-
-    {# every same weekday since the group first appeared, 0 when it had no rows #}
-    grid as (
-
-        select
-            groups.group_value,
-            weeks_back.n = 0 as is_checked_day,
-            coalesce(daily_counts.row_count, 0) as row_count
-        from groups
-        cross join params
-        cross join generate_series(0, {{ history_weeks }}) as weeks_back (n)
-        left join daily_counts
-            on groups.group_value is not distinct from daily_counts.group_value
-                and daily_counts.event_date = params.checked_date - 7 * weeks_back.n
-        where params.checked_date - 7 * weeks_back.n >= groups.first_date
-
-    ),
-
-    stats as (
-
-        select
-            group_value,
-            max(row_count) filter (where is_checked_day) as row_count,
-            avg(row_count) filter (where not is_checked_day) as mean_count,
-            coalesce(stddev_samp(row_count) filter (where not is_checked_day), 0) as stddev,
-            count(*) filter (where not is_checked_day and row_count > 0) as history_weeks
-        from grid
-        group by group_value
-
-    ),
-
-    final as (
-
-        select
-            stats.group_value,
-            params.checked_date as day,
-            stats.row_count,
-            round(stats.mean_count, 2) as mean_count,
-            round(
-                (stats.row_count - stats.mean_count)
-                / greatest(stats.stddev, 1, 0.05 * stats.mean_count),
-                2
-            ) as z_score,
-            round(stats.stddev, 2) as stddev,
-            stats.history_weeks
-        from stats
-        cross join params
-        where stats.history_weeks >= {{ min_history_weeks }}
+        {{ volume_anomalies(
+            'daily_counts', day_sql, sensitivity, min_history_weeks, history_weeks) }}
 
     )
 
-    select *
-    from final
-    where abs(z_score) > {{ sensitivity }}
+    select * from anomalies
 {% endmacro %}

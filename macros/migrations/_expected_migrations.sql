@@ -15,6 +15,7 @@
         ["0020", "dq_results"],
         ["0021", "ingest_indexes"],
         ["0022", "prediction_identity_and_bounds"],
-        ["0023", "archive_parents"]
+        ["0023", "archive_parents"],
+        ["0024", "learning_events_service_name"]
     ]) }}
 {% endmacro %}

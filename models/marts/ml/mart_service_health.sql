@@ -40,6 +40,12 @@ volume_daily as (
 
 ),
 
+silences as (
+
+    select * from {{ ref('int_service_silences_measured') }}
+
+),
+
 refreshed as (
 
     select now() as refreshed_at
@@ -92,6 +98,7 @@ final as (
         services.is_active,
         error_rates.error_rate_7d,
         services.silent_after_minutes,
+        silences.is_silent,
         services.max_error_rate::double precision as max_error_rate,
         refreshed.refreshed_at,
         coalesce(recent_volume.last_prediction_at, last_seen.last_prediction_at)
@@ -99,13 +106,6 @@ final as (
         coalesce(recent_volume.last_hour_count, 0)::bigint as last_hour_count,
         coalesce(recent_volume.last_day_count, 0)::bigint as last_day_count,
         coalesce(error_rates.labeled_7d_count, 0)::bigint as labeled_7d_count,
-        services.is_active
-        and coalesce(
-            refreshed.refreshed_at - coalesce(
-                recent_volume.last_prediction_at, last_seen.last_prediction_at
-            ) > services.silent_after_minutes * interval '1 minute',
-            true
-        ) as is_silent,
         coalesce(error_rates.error_rate_7d > services.max_error_rate, false)
             as is_error_rate_high
     from services
@@ -113,6 +113,7 @@ final as (
     left join recent_volume on services.service_name = recent_volume.service_name
     left join last_seen on services.service_name = last_seen.service_name
     left join error_rates on services.service_name = error_rates.service_name
+    left join silences on services.service_name = silences.service_name
 
 )
 

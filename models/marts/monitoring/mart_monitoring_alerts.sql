@@ -1,24 +1,26 @@
 {#
-    One row per active alert: what is wrong, where, by how much, since when.
-
-    Thresholds (docs/requirements.md#alerts-mart and the alert-* entries there):
-    - service silent: no prediction for services.silent_after_minutes (warn), 6 hours (error);
+    One row per active alert: what is wrong, where, by how much, since when. Every threshold is
+    a var of dbt_project.yml or a column of seeds/services.csv, read nowhere else
+    (docs/requirements.md#alert-thresholds):
+    - service silent (int_service_silences_measured, the one definition of silence): no
+      prediction for services.silent_after_minutes (warn), alert_silent_error_minutes (error);
     - error rate over 7 days above services.max_error_rate (warn);
-    - writer queue above 200 in the latest snapshot of each writer of the last day (warn);
-    - database above 10 GB (warn);
-    - drift: PSI of predicted_value or confidence above 0.1 (warn) / 0.25 (error), for the
-      last two days of mart_drift_daily, on days with at least drift_alert_min_rows (100)
-      values: a partial day of a handful of predictions has a PSI of several units from
-      sampling noise alone (about (bins - 1) / n: 0.09 at 100 values, under the warn
-      threshold);
+    - writer queue above alert_writer_queue_max in the latest snapshot of each writer of the
+      last day (warn);
+    - database above alert_database_max_bytes (warn);
+    - drift: PSI of predicted_value or confidence above alert_psi_warn (warn) / alert_psi_error
+      (error), for the last two days of mart_drift_daily, on days with at least
+      drift_alert_min_rows values: a partial day of a handful of predictions has a PSI of
+      several units from sampling noise alone (about (bins - 1) / n);
     - label coverage collapse: the share labeled within one day, for the newest day whose
-      one-day window is over (two days ago), below 50% (warn) / 10% (error) of its trailing
-      7-day average;
+      one-day window is over (two days ago), below alert_label_coverage_warn_ratio (warn) /
+      alert_label_coverage_error_ratio (error) of its trailing 7-day average;
     - unregistered prediction type: rows refused in the last 7 days because their service/type
       pair is not in ml_ref.prediction_types (a typo, or a new service not yet registered):
       warn from the first such row (docs/requirements.md#registered-services);
-    - volume anomaly: yesterday's predictions against the same weekday of the previous 8 weeks,
-      |z| above 3 with at least 4 weeks of history (error when the day dropped by 90% or more).
+    - volume anomaly: yesterday's predictions scored by the volume_anomalies macro, as the
+      volume_anomaly test scores them (alert_volume_* vars); an error when the day fell to
+      alert_volume_error_ratio of the same-weekday mean or less.
 
     A view, not a table like the other marts: silence, queue and size are read live, so the
     alerts are current whenever `mlwh check` reads them. Drift, coverage and volume come from
@@ -26,15 +28,18 @@
 #}
 {{ config(materialized='view') }}
 
-{%- set warn_silent_error_minutes = 360 -%}
-{%- set writer_queue_max = 200 -%}
-{%- set database_max_bytes = var('alert_database_max_bytes', 10 * 1024 * 1024 * 1024) | int -%}
-{%- set drift_min_rows = var('drift_alert_min_rows', 100) | int -%}
-{%- set psi_warn = 0.1 -%}
-{%- set psi_error = 0.25 -%}
-{%- set history_weeks = 8 -%}
-{%- set min_history_weeks = 4 -%}
-{%- set volume_sensitivity = 3 -%}
+{%- set silent_error_minutes = var('alert_silent_error_minutes') | int -%}
+{%- set writer_queue_max = var('alert_writer_queue_max') | int -%}
+{%- set database_max_bytes = var('alert_database_max_bytes') | int -%}
+{%- set drift_min_rows = var('drift_alert_min_rows') | int -%}
+{%- set psi_warn = var('alert_psi_warn') -%}
+{%- set psi_error = var('alert_psi_error') -%}
+{%- set coverage_warn_ratio = var('alert_label_coverage_warn_ratio') -%}
+{%- set coverage_error_ratio = var('alert_label_coverage_error_ratio') -%}
+{%- set history_weeks = var('alert_volume_history_weeks') | int -%}
+{%- set min_history_weeks = var('alert_volume_min_history_weeks') | int -%}
+{%- set volume_sensitivity = var('alert_volume_sensitivity') -%}
+{%- set volume_error_ratio = var('alert_volume_error_ratio') -%}
 
 with
 
@@ -44,9 +49,9 @@ services as (
 
 ),
 
-predictions as (
+silences as (
 
-    select * from {{ ref('stg_ml_raw__predictions') }}
+    select * from {{ ref('int_service_silences_measured') }}
 
 ),
 
@@ -86,49 +91,25 @@ volume_daily as (
 
 ),
 
-last_predictions as (
-
-    {# bounded to a week so the scan prunes partitions; older means "silent for a week+" #}
-    select
-        service_name,
-        max(created_at) as last_prediction_at
-    from predictions
-    where created_at > now() - interval '7 days'
-    group by service_name
-
-),
-
 silent_services as (
 
     select
         'service' as entity_type,
-        services.service_name as entity,
+        service_name as entity,
         'minutes_since_last_prediction' as metric,
-        services.silent_after_minutes || ' minutes' as alert_window,
-        extract(epoch from now() - coalesce(
-            last_predictions.last_prediction_at, now() - interval '7 days'
-        )) / 60.0 as observed_value,
-        services.silent_after_minutes::double precision as threshold,
+        silent_after_minutes || ' minutes' as alert_window,
+        minutes_since_last_prediction as observed_value,
+        silent_after_minutes::double precision as threshold,
         case
-            when last_predictions.last_prediction_at is null
-                or now() - last_predictions.last_prediction_at
-                > interval '{{ warn_silent_error_minutes }} minutes'
-                then 'error'
+            when minutes_since_last_prediction > {{ silent_error_minutes }} then 'error'
             else 'warn'
         end as severity,
-        coalesce(last_predictions.last_prediction_at, now() - interval '7 days')
-        + services.silent_after_minutes * interval '1 minute' as since,
-        (coalesce(last_predictions.last_prediction_at, now()) at time zone 'UTC')::date
-            as alert_date,
+        coalesce(last_prediction_at, now() - interval '7 days')
+        + silent_after_minutes * interval '1 minute' as since,
+        (coalesce(last_prediction_at, now()) at time zone 'UTC')::date as alert_date,
         null::text as detail
-    from services
-    left join last_predictions on services.service_name = last_predictions.service_name
-    where services.is_active
-        and coalesce(
-            now() - last_predictions.last_prediction_at
-            > services.silent_after_minutes * interval '1 minute',
-            true
-        )
+    from silences
+    where is_silent
 
 ),
 
@@ -260,9 +241,10 @@ label_coverage as (
         'labeled_within_1d_share' as metric,
         '1 day, against trailing 7 days' as alert_window,
         labeled_within_1d_share as observed_value,
-        0.5 * trailing_share as threshold,
+        {{ coverage_warn_ratio }} * trailing_share as threshold,
         case
-            when labeled_within_1d_share < 0.1 * trailing_share then 'error'
+            when labeled_within_1d_share < {{ coverage_error_ratio }} * trailing_share
+                then 'error'
             else 'warn'
         end as severity,
         metric_date::timestamptz as since,
@@ -270,76 +252,47 @@ label_coverage as (
         'trailing average ' || round(trailing_share::numeric, 3) as detail
     from coverage_trend
     where trailing_share > 0
-        and labeled_within_1d_share < 0.5 * trailing_share
+        and labeled_within_1d_share < {{ coverage_warn_ratio }} * trailing_share
 
 ),
 
-volume_days as (
+volume_counts as (
 
     select
-        services.service_name,
-        weekdays.volume_date::date as volume_date,
-        coalesce(volume_daily.prediction_count, 0)::double precision as prediction_count
-    from services
-    cross join
-        generate_series(
-            current_date - {{ history_weeks * 7 + 1 }}, current_date - 1, interval '7 days'
-        ) as weekdays (volume_date)
-    left join volume_daily
-        on
-            services.service_name = volume_daily.service_name
-            and weekdays.volume_date::date = volume_daily.metric_date
+        volume_daily.service_name as group_value,
+        volume_daily.metric_date as event_date,
+        volume_daily.prediction_count as row_count
+    from volume_daily
+    inner join services on volume_daily.service_name = services.service_name
     where services.is_active
-
-),
-
-volume_history as (
-
-    select
-        service_name,
-        count(*) filter (where prediction_count > 0) as history_weeks,
-        avg(prediction_count) filter (where prediction_count > 0) as mean_count,
-        stddev_samp(prediction_count) filter (where prediction_count > 0) as stddev_count
-    from volume_days
-    where volume_date < current_date - 1
-    group by service_name
 
 ),
 
 volume_scored as (
 
-    select
-        volume_days.service_name,
-        volume_days.volume_date,
-        volume_days.prediction_count,
-        volume_history.history_weeks,
-        volume_history.mean_count,
-        (volume_days.prediction_count - volume_history.mean_count)
-        / greatest(volume_history.stddev_count, 1.0, 0.05 * volume_history.mean_count)
-            as z_score
-    from volume_days
-    inner join volume_history on volume_days.service_name = volume_history.service_name
-    where volume_days.volume_date = current_date - 1
+    {{ volume_anomalies(
+        'volume_counts', 'current_date - 1', volume_sensitivity, min_history_weeks, history_weeks
+    ) }}
 
 ),
 
-volume_anomalies as (
+volume_alerts as (
 
     select
         'service' as entity_type,
-        service_name as entity,
+        group_value as entity,
         'daily_prediction_count' as metric,
         'day vs same weekday, {{ history_weeks }} weeks' as alert_window,
-        prediction_count as observed_value,
-        mean_count as threshold,
-        case when prediction_count <= 0.1 * mean_count then 'error' else 'warn' end
-            as severity,
-        volume_date::timestamptz as since,
-        volume_date as alert_date,
-        'z-score ' || round(z_score::numeric, 1) as detail
+        row_count::double precision as observed_value,
+        mean_count::double precision as threshold,
+        case
+            when row_count <= {{ volume_error_ratio }} * mean_count then 'error'
+            else 'warn'
+        end as severity,
+        day::timestamptz as since,
+        day as alert_date,
+        'z-score ' || round(z_score, 1) as detail
     from volume_scored
-    where history_weeks >= {{ min_history_weeks }}
-        and abs(z_score) > {{ volume_sensitivity }}
 
 ),
 
@@ -379,7 +332,7 @@ alerts as (
     union all
     select * from label_coverage
     union all
-    select * from volume_anomalies
+    select * from volume_alerts
 
 ),
 

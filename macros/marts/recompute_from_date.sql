@@ -59,3 +59,17 @@
         ref('fct_prediction_outcomes'), 'created_date', 'last_ingested_at', true
     )) }}
 {% endmacro %}
+
+{#
+    The fact rows an incremental daily mart recomputes: the predictions of every day from
+    `recompute_from` (daily_mart_recompute_from) on, so that each recomputed day is whole;
+    every row on a full refresh. Call it as the mart's import of fct_prediction_outcomes.
+    Parameters: recompute_from (the date literal, or none outside an incremental run).
+    Example: outcomes as ({{ daily_mart_outcomes(recompute_from) }})
+#}
+{% macro daily_mart_outcomes(recompute_from) %}
+    select * from {{ ref('fct_prediction_outcomes') }}
+    {% if is_incremental() %}
+        where created_at >= {{ recompute_from }}::timestamp at time zone 'UTC'
+    {% endif %}
+{% endmacro %}

@@ -14,20 +14,8 @@
     bins) and MCE (largest gap among bins of at least calibration_min_bin_count predictions).
     Predictions without the score are not binned: mart_performance_daily counts them.
 
-    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
-    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
-    may have expired since (daily_mart_recompute_from).
+    Incremental by day (the daily_mart config in _ml__models.yml): see daily_mart_outcomes.
 #}
-{{
-    config(
-        materialized='incremental',
-        unique_key='metric_date',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        contract={'enforced': true},
-    )
-}}
-
 {%- set recompute_from = daily_mart_recompute_from() if is_incremental() -%}
 {%- set bin_total = var('calibration_bins', 10) | int -%}
 {%- set min_bin_count = var('calibration_min_bin_count', 10) | int -%}
@@ -36,10 +24,7 @@ with
 
 outcomes as (
 
-    select * from {{ ref('fct_prediction_outcomes') }}
-    {% if is_incremental() %}
-        where created_at >= {{ recompute_from }}::timestamp at time zone 'UTC'
-    {% endif %}
+    {{ daily_mart_outcomes(recompute_from) }}
 
 ),
 

@@ -3,30 +3,15 @@
     type: the share of predictions labeled within 1, 7 and 30 days of being made, and the
     median and 95th percentile of the label lag (first outcome - prediction), in seconds.
 
-    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
-    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
-    may have expired since (daily_mart_recompute_from).
+    Incremental by day (the daily_mart config in _ml__models.yml): see daily_mart_outcomes.
 #}
-{{
-    config(
-        materialized='incremental',
-        unique_key='metric_date',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        contract={'enforced': true},
-    )
-}}
-
 {%- set recompute_from = daily_mart_recompute_from() if is_incremental() -%}
 
 with
 
 outcomes as (
 
-    select * from {{ ref('fct_prediction_outcomes') }}
-    {% if is_incremental() %}
-        where created_at >= {{ recompute_from }}::timestamp at time zone 'UTC'
-    {% endif %}
+    {{ daily_mart_outcomes(recompute_from) }}
 
 ),
 

@@ -9,20 +9,8 @@
     Where scikit-learn defines the metric, the formula is its current one, except where the
     column's description says otherwise (docs/requirements.md#performance-metrics).
 
-    Incremental by day: a run recomputes, whole (delete+insert on metric_date), every day from
-    the oldest one with a prediction that changed since this mart's last_ingested_at, or that
-    may have expired since (daily_mart_recompute_from).
+    Incremental by day (the daily_mart config in _ml__models.yml): see daily_mart_outcomes.
 #}
-{{
-    config(
-        materialized='incremental',
-        unique_key='metric_date',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        contract={'enforced': true},
-    )
-}}
-
 {%- set recompute_from = daily_mart_recompute_from() if is_incremental() -%}
 {#- float64 machine epsilon: scikit-learn's log_loss clips to [eps, 1 - eps] -#}
 {%- set float_epsilon = '2.220446049250313e-16::double precision' -%}
@@ -31,10 +19,7 @@ with
 
 outcomes as (
 
-    select * from {{ ref('fct_prediction_outcomes') }}
-    {% if is_incremental() %}
-        where created_at >= {{ recompute_from }}::timestamp at time zone 'UTC'
-    {% endif %}
+    {{ daily_mart_outcomes(recompute_from) }}
 
 ),
 

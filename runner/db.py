@@ -421,13 +421,15 @@ class Target:
         return self.mode == "embedded"
 
     def conninfo(self) -> ConnInfo:
-        """Connection parameters, starting the embedded server first when it is not running."""
+        """Connection parameters; reads state only (`start()` is what starts a server)."""
         if self.server is not None:
-            if not self.server.is_running():
-                self.server.start()
             return self.server.conninfo(os.environ.get("MLWH_DBNAME", DEFAULT_DBNAME))
         assert self.info is not None
         return self.info
+
+    def start(self) -> bool:
+        """Start the embedded server unless it runs (True when this call started it)."""
+        return self.server.start() if self.server is not None else False
 
     def describe(self) -> str:
         if self.server is not None:
@@ -452,6 +454,13 @@ def resolve() -> Target:
     if not from_mlwh_env and any(os.environ.get(name) for name in PG_ENV_VARS):
         return Target("external", _conninfo_from_params({}))
     return Target("embedded", None, EmbeddedServer(home))
+
+
+def ensure_running() -> ConnInfo:
+    """The resolved database's connection, after starting the embedded server if it is stopped."""
+    target = resolve()
+    target.start()
+    return target.conninfo()
 
 
 def describe_connect_error(info: ConnInfo, exc: Exception) -> str:

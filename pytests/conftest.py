@@ -29,6 +29,10 @@ TEMPLATE_DB = "mlwh_template"
 # parse is invalidated by any change of the profile's connection values, the database name
 # included, so one name lets all modules share one parse.
 MODULE_DB = "t_module"
+# PostgreSQL server binaries for the session's server, reached as an external server: tasks.py
+# runs the tests marked `external` so, against PostgreSQL 15 (docs/requirements.md#postgres-15).
+EXTERNAL_BIN_ENV = "MLWH_TEST_EXTERNAL_BIN"
+_external_urls: dict[Path, db.ConnInfo] = {}
 
 
 def dbt_target(home: Path, project: Path, dbname: str) -> Path:
@@ -62,9 +66,16 @@ def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_server(pg_home: Path) -> Iterator[db.EmbeddedServer]:
-    """The session's embedded PostgreSQL server, in its own MLWH_HOME."""
-    server = db.EmbeddedServer(pg_home)
+    """The session's embedded PostgreSQL server, in its own MLWH_HOME.
+
+    With `EXTERNAL_BIN_ENV` set (tasks.py's PostgreSQL 15 job, `-m external`), the server runs
+    from those binaries instead and `mlwh` subprocesses reach it as an external server.
+    """
+    bin_dir = os.environ.get(EXTERNAL_BIN_ENV)
+    server = db.EmbeddedServer(pg_home, bin_dir=Path(bin_dir) if bin_dir else None)
     server.start()
+    if bin_dir:
+        _external_urls[pg_home] = server.conninfo()
     yield server
     server.stop()
 
@@ -161,6 +172,9 @@ def mlwh_env(home: Path, dbname: str | None = None, **extra: str) -> dict[str, s
     )
     if dbname:
         env["MLWH_DBNAME"] = dbname
+    if home in _external_urls:
+        external = _external_urls[home].with_dbname(dbname or db.DEFAULT_DBNAME)
+        env["MLWH_DATABASE_URL"] = external.url
     env.update(extra)
     return env
 

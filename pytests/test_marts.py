@@ -36,6 +36,9 @@ from scipy.spatial import distance
 from runner import db
 from runner.dbt import Dbt
 
+# also run against PostgreSQL 15 as an external server (docs/requirements.md#postgres-15)
+pytestmark = pytest.mark.external
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20260101
 DAYS = 40

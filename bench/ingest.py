@@ -222,7 +222,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="mlwh-bench-ingest-"))
     server = None
     if args.url:
-        info = db.resolve().conninfo() if args.url == "env" else _from_url(args.url)
+        info = db.ensure_running() if args.url == "env" else _from_url(args.url)
     else:
         server = db.EmbeddedServer(home)
         server.start()
@@ -314,7 +314,7 @@ def _from_url(url: str) -> db.ConnInfo:
     import os
 
     os.environ["MLWH_DATABASE_URL"] = url
-    return db.resolve().conninfo()
+    return db.ensure_running()
 
 
 if __name__ == "__main__":

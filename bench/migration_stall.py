@@ -212,7 +212,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = (args.hold, args.writers, args.lock_timeout, args.baseline_lock_timeout)
     if args.use_target:
-        admin = db.resolve().conninfo().with_dbname("postgres")
+        admin = db.ensure_running().with_dbname("postgres")
         run(_prepare_database(admin), *settings)
         return 0
     home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))

@@ -235,7 +235,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.use_target:
-        admin = db.resolve().conninfo().with_dbname("postgres")
+        admin = db.ensure_running().with_dbname("postgres")
         run(_prepare_database(admin), args.rows)
         return 0
     home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))

@@ -1,7 +1,9 @@
 """Test harness: one embedded server per test session, a fresh database per test module.
 
 Each module's database is cloned from a template database (`CREATE DATABASE ... TEMPLATE`),
-so a module starts from a migrated warehouse in well under a second.
+so a module starts from a migrated warehouse in well under a second. dbt keeps one target
+directory per project and database name (`dbt_target`), so its partial parsing spares every
+invocation after the first the parse (docs/requirements.md#dbt-partial-parse).
 """
 
 from __future__ import annotations
@@ -23,19 +25,29 @@ from runner.dbt import Dbt
 ROOT = Path(__file__).resolve().parent.parent
 MLWH = str(Path(sys.executable).parent / "mlwh")
 TEMPLATE_DB = "mlwh_template"
+# Every module's database has this one name (modules run one after another): dbt's partial
+# parse is invalidated by any change of the profile's connection values, the database name
+# included, so one name lets all modules share one parse.
+MODULE_DB = "t_module"
+# PostgreSQL server binaries for the session's server, reached as an external server: tasks.py
+# runs the tests marked `external` so, against PostgreSQL 15 (docs/requirements.md#postgres-15).
+EXTERNAL_BIN_ENV = "MLWH_TEST_EXTERNAL_BIN"
+_external_urls: dict[Path, db.ConnInfo] = {}
 
 
-def _prepare_template(info: db.ConnInfo) -> None:
+def dbt_target(home: Path, project: Path, dbname: str) -> Path:
+    """The dbt target directory of one project and database of the server in `home`."""
+    return home / "dbt-targets" / f"{project.name}-{dbname}"
+
+
+def _prepare_template(info: db.ConnInfo, target: Path) -> None:
     """Bring the template database to the state every module starts from."""
     migrate = _optional_migrate()
     if migrate is not None:
         migrate(info)
         # partitions for today and the premade periods ahead, as `mlwh partitions ensure` does
-        import tempfile
-
         from runner.partitions import ensure_partitions
 
-        target = Path(tempfile.mkdtemp(prefix="dbt-template-"))
         ensure_partitions(info, dbt=Dbt(info, project=ROOT, target_path=target, quiet=True))
 
 
@@ -54,9 +66,16 @@ def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_server(pg_home: Path) -> Iterator[db.EmbeddedServer]:
-    """The session's embedded PostgreSQL server, in its own MLWH_HOME."""
-    server = db.EmbeddedServer(pg_home)
+    """The session's embedded PostgreSQL server, in its own MLWH_HOME.
+
+    With `EXTERNAL_BIN_ENV` set (tasks.py's PostgreSQL 15 job, `-m external`), the server runs
+    from those binaries instead and `mlwh` subprocesses reach it as an external server.
+    """
+    bin_dir = os.environ.get(EXTERNAL_BIN_ENV)
+    server = db.EmbeddedServer(pg_home, bin_dir=Path(bin_dir) if bin_dir else None)
     server.start()
+    if bin_dir:
+        _external_urls[pg_home] = server.conninfo()
     yield server
     server.stop()
 
@@ -67,13 +86,15 @@ def admin_info(pg_server: db.EmbeddedServer) -> db.ConnInfo:
 
 
 @pytest.fixture(scope="session")
-def template_db(admin_info: db.ConnInfo) -> str:
+def template_db(admin_info: db.ConnInfo, pg_home: Path) -> str:
     with db.connect(admin_info, autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE_DB))
         )
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE_DB)))
-    _prepare_template(admin_info.with_dbname(TEMPLATE_DB))
+    _prepare_template(
+        admin_info.with_dbname(TEMPLATE_DB), dbt_target(pg_home, ROOT, TEMPLATE_DB)
+    )
     return TEMPLATE_DB
 
 
@@ -101,14 +122,11 @@ def drop_database(admin: db.ConnInfo, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def module_db(
-    request: pytest.FixtureRequest, admin_info: db.ConnInfo, template_db: str
-) -> Iterator[db.ConnInfo]:
+def module_db(admin_info: db.ConnInfo, template_db: str) -> Iterator[db.ConnInfo]:
     """A database for this test module, cloned from the migrated template."""
-    name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:50]
-    info = create_database(admin_info, name, template_db)
+    info = create_database(admin_info, MODULE_DB, template_db)
     yield info
-    drop_database(admin_info, name)
+    drop_database(admin_info, MODULE_DB)
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +139,13 @@ def empty_db(request: pytest.FixtureRequest, admin_info: db.ConnInfo) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def dbt(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> Dbt:
-    """dbt bound to this module's database, with its own target directory."""
+def dbt(module_db: db.ConnInfo, pg_home: Path) -> Dbt:
+    """dbt bound to this module's database, with the target directory shared by its name."""
     return Dbt(
-        module_db, project=ROOT, target_path=tmp_path_factory.mktemp("dbt-target"), quiet=True
+        module_db,
+        project=ROOT,
+        target_path=dbt_target(pg_home, ROOT, module_db.dbname),
+        quiet=True,
     )
 
 
@@ -142,9 +163,18 @@ def mlwh_env(home: Path, dbname: str | None = None, **extra: str) -> dict[str, s
         if key not in db.PG_ENV_VARS
         and key not in ("PGPASSWORD", "MLWH_DATABASE_URL", db.ENV_MARKER)
     }
-    env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
+    env.update(
+        {
+            "MLWH_HOME": str(home),
+            "MLWH_PROJECT_DIR": str(ROOT),
+            "DBT_TARGET_PATH": str(dbt_target(home, ROOT, dbname or db.DEFAULT_DBNAME)),
+        }
+    )
     if dbname:
         env["MLWH_DBNAME"] = dbname
+    if home in _external_urls:
+        external = _external_urls[home].with_dbname(dbname or db.DEFAULT_DBNAME)
+        env["MLWH_DATABASE_URL"] = external.url
     env.update(extra)
     return env
 

@@ -9,7 +9,6 @@ named check catches it with a message naming the service (or table) and the day.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,11 +18,19 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from pytests.conftest import ROOT, create_database, drop_database, mlwh_env, run_mlwh
+from pytests.conftest import (
+    ROOT,
+    create_database,
+    dbt_target,
+    drop_database,
+    mlwh_env,
+    run_mlwh,
+)
 from runner import db
 from runner.dbt import Dbt
 
 CLEAN_DB = "t_checks_clean"
+SCENARIO_DB = "t_checks_scenario"
 PER_DAY = 20
 DAYS = 36
 
@@ -93,7 +100,7 @@ def generate_clean(conn: psycopg.Connection) -> None:
 
 
 def build(
-    info: db.ConnInfo, target: Path, *select: str, dbt_vars: dict[str, Any] | None = None
+    info: db.ConnInfo, home: Path, *select: str, dbt_vars: dict[str, Any] | None = None
 ) -> None:
     args = ["build", "--exclude", "resource_type:test"]
     if select:
@@ -103,35 +110,35 @@ def build(
         args = ["run", "--full-refresh", "--select", *select]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
+    # other --vars would undo the partial parse of the target shared with `mlwh check`
+    target = dbt_target(home, ROOT, info.dbname + ("-vars" if dbt_vars else ""))
     result = Dbt(info, project=ROOT, target_path=target, quiet=True).invoke(args)
     assert result.ok, [r for r in result.results if r.get("status") != "success"]
 
 
 @pytest.fixture(scope="module")
 def clean_db(
-    admin_info: db.ConnInfo, template_db: str, tmp_path_factory: pytest.TempPathFactory
+    admin_info: db.ConnInfo, template_db: str, pg_home: Path
 ) -> Iterator[db.ConnInfo]:
     info = create_database(admin_info, CLEAN_DB, template_db)
-    target = tmp_path_factory.mktemp("checks-target")
+    target = dbt_target(pg_home, ROOT, CLEAN_DB)
     assert Dbt(info, project=ROOT, target_path=target, quiet=True).invoke(["seed"]).ok
     with db.connect(info, autocommit=True) as conn:
         generate_clean(conn)
-    build(info, target)
+    build(info, pg_home)
     yield info
     drop_database(admin_info, CLEAN_DB)
 
 
 @pytest.fixture
 def scenario(
-    request: pytest.FixtureRequest,
     admin_info: db.ConnInfo,
     clean_db: db.ConnInfo,
 ) -> Iterator[db.ConnInfo]:
-    """A copy of the clean warehouse for one scenario."""
-    name = "t_checks_" + re.sub(r"\W", "_", request.node.name)[:40]
-    info = create_database(admin_info, name, CLEAN_DB)
+    """A copy of the clean warehouse for one scenario (one name: see conftest.MODULE_DB)."""
+    info = create_database(admin_info, SCENARIO_DB, CLEAN_DB)
     yield info
-    drop_database(admin_info, name)
+    drop_database(admin_info, SCENARIO_DB)
 
 
 def check(pg_server: db.EmbeddedServer, info: db.ConnInfo, *args: str):  # type: ignore[no-untyped-def]
@@ -211,7 +218,7 @@ def test_silent_service(pg_server: db.EmbeddedServer, scenario: db.ConnInfo) -> 
     assert "oracle" in row["message"] and str(utc_today(scenario)) in row["message"]
 
 
-def test_volume_drop(pg_server: db.EmbeddedServer, scenario: db.ConnInfo, tmp_path: Path) -> None:
+def test_volume_drop(pg_server: db.EmbeddedServer, scenario: db.ConnInfo) -> None:
     with db.connect(scenario, autocommit=True) as conn:
         conn.execute(
             "delete from ml_raw.ml_predictions where service_name = 'ai-gm'"
@@ -219,7 +226,7 @@ def test_volume_drop(pg_server: db.EmbeddedServer, scenario: db.ConnInfo, tmp_pa
             " and created_at < date_trunc('day', now())"
             " and predicted_value > 0.1"
         )
-    build(scenario, tmp_path, "+mart_monitoring_alerts")
+    build(scenario, pg_server.home, "+mart_monitoring_alerts")
     proc = check(pg_server, scenario)
     assert proc.returncode == 1
     row = caught(results(proc), "assert_no_volume_anomaly")
@@ -228,7 +235,7 @@ def test_volume_drop(pg_server: db.EmbeddedServer, scenario: db.ConnInfo, tmp_pa
 
 
 def test_shifted_distribution(
-    pg_server: db.EmbeddedServer, scenario: db.ConnInfo, tmp_path: Path
+    pg_server: db.EmbeddedServer, scenario: db.ConnInfo
 ) -> None:
     with db.connect(scenario, autocommit=True) as conn:
         conn.execute(
@@ -240,7 +247,7 @@ def test_shifted_distribution(
     # The clean warehouse makes PER_DAY predictions a day and type: a full day here, so drift
     # alerts are allowed from that many values (the default minimum is for real volumes).
     build(
-        scenario, tmp_path, "+mart_monitoring_alerts", dbt_vars={"drift_alert_min_rows": PER_DAY}
+        scenario, pg_server.home, "+mart_monitoring_alerts", dbt_vars={"drift_alert_min_rows": PER_DAY}
     )
     proc = check(pg_server, scenario)
     assert proc.returncode == 1
@@ -279,7 +286,7 @@ def test_stale_source(pg_server: db.EmbeddedServer, scenario: db.ConnInfo) -> No
 
 
 def test_labels_stop_arriving(
-    pg_server: db.EmbeddedServer, scenario: db.ConnInfo, tmp_path: Path
+    pg_server: db.EmbeddedServer, scenario: db.ConnInfo
 ) -> None:
     with db.connect(scenario, autocommit=True) as conn:
         conn.execute(
@@ -287,7 +294,7 @@ def test_labels_stop_arriving(
             " select prediction_id from ml_raw.ml_predictions where service_name = 'daisy-chain'"
             " and created_at >= date_trunc('day', now()) - interval '3 days')"
         )
-    build(scenario, tmp_path, "+mart_monitoring_alerts")
+    build(scenario, pg_server.home, "+mart_monitoring_alerts")
     proc = check(pg_server, scenario)
     assert proc.returncode == 1
     row = caught(results(proc), "assert_label_coverage_stable")

@@ -12,7 +12,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytests.conftest import MLWH, ROOT, create_database, drop_database, mlwh_env, run_mlwh
+from pytests.conftest import (
+    MLWH,
+    ROOT,
+    create_database,
+    dbt_target,
+    drop_database,
+    mlwh_env,
+    run_mlwh,
+)
 from runner import db
 from runner.dbt import Dbt
 
@@ -167,11 +175,12 @@ def test_wrong_database_url_gives_one_clear_line(
         assert host in lines[0] and cause in lines[0]
 
 
-def test_dbt_class_reads_run_results(module_db: db.ConnInfo, tmp_path: Path) -> None:
-    dbt = Dbt(module_db, project=ROOT, target_path=tmp_path, quiet=True)
+def test_dbt_class_reads_run_results(module_db: db.ConnInfo, pg_home: Path) -> None:
+    target = dbt_target(pg_home, ROOT, module_db.dbname)
+    dbt = Dbt(module_db, project=ROOT, target_path=target, quiet=True)
     result = dbt.invoke(["seed"])
     assert result.ok
-    recorded = json.loads((tmp_path / "run_results.json").read_text())["results"]
+    recorded = json.loads((target / "run_results.json").read_text())["results"]
     assert {r["unique_id"] for r in result.results} == {r["unique_id"] for r in recorded}
     ran = {r["unique_id"] for r in result.results}
     assert {u for u in ran if u.startswith("seed.")} == {

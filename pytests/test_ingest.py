@@ -67,6 +67,7 @@ def test_one_million_predictions_arrive_exactly_once(module_db: db.ConnInfo, tmp
     assert db_ids(module_db) == (1_000_000, 1_000_000, id_digest(ids))
 
 
+@pytest.mark.external
 def test_replayed_rows_never_duplicate(module_db: db.ConnInfo, tmp_path: Path) -> None:
     clear(module_db)
     when = datetime.now(UTC) - timedelta(minutes=5)
@@ -164,6 +165,7 @@ def test_sigkill_then_restart_delivers_journaled_rows_exactly_once(
     assert count == distinct
 
 
+@pytest.mark.external
 @pytest.mark.parametrize(
     ("fields", "culprit"),
     [
@@ -191,6 +193,7 @@ def test_bad_direct_call_raises_value_error_naming_the_field(
         assert writer.stats()["rejected"] == 1
 
 
+@pytest.mark.external
 def test_asyncio_callers_and_back_pressure(module_db: db.ConnInfo, tmp_path: Path) -> None:
     clear(module_db)
 
@@ -213,6 +216,7 @@ def test_asyncio_callers_and_back_pressure(module_db: db.ConnInfo, tmp_path: Pat
         assert 0.25 < time.monotonic() - started < 2
 
 
+@pytest.mark.external
 def test_writer_records_its_stats_for_checks(module_db: db.ConnInfo, tmp_path: Path) -> None:
     clear(module_db)
     with Writer(module_db, spill_dir=tmp_path, stats_interval_s=0.2, writer_id="stats-test") as w:
@@ -260,6 +264,7 @@ def _malformed_file(path: Path, n: int = 5000) -> dict[int, str]:
     return expected
 
 
+@pytest.mark.external
 def test_ingest_file_with_one_percent_malformed_lines(
     module_db: db.ConnInfo, pg_home: Path, tmp_path: Path
 ) -> None:
@@ -285,6 +290,7 @@ def test_ingest_file_with_one_percent_malformed_lines(
     assert f"0 loaded, {len(expected):,} rejected, {good:,} duplicate" in again.stdout
 
 
+@pytest.mark.external
 def test_ingest_csv(module_db: db.ConnInfo, pg_home: Path, tmp_path: Path) -> None:
     clear(module_db)
     data = tmp_path / "p.csv"
@@ -312,6 +318,7 @@ def test_ingest_unreachable_database_exit_2(pg_home: Path, tmp_path: Path) -> No
     assert result.stderr.strip().count("\n") == 0 and "127.0.0.1:1" in result.stderr
 
 
+@pytest.mark.external
 def test_journal_from_the_previous_writer_version_is_replayed(
     module_db: db.ConnInfo, tmp_path: Path
 ) -> None:

@@ -16,6 +16,9 @@ from pytests.conftest import MLWH, ROOT, create_database, drop_database, mlwh_en
 from runner import db, migrations
 from runner.errors import MlwhError
 
+# also run against PostgreSQL 15 as an external server (docs/requirements.md#postgres-15)
+pytestmark = pytest.mark.external
+
 REAL = ROOT / "migrations"
 
 CATALOG_QUERIES = {

@@ -8,11 +8,9 @@ few rows are read back so that a message names the service and the day that fail
 from __future__ import annotations
 
 import json
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -115,8 +113,9 @@ def run_checks(
             (run.run_id, run.started_at),
         )
     if dbt is None:
-        target = Path(tempfile.mkdtemp(prefix="mlwh-check-"))
-        dbt = Dbt(info, target_path=target, quiet=True)
+        # the project's target directory: its partial-parse state spares a second run the parse
+        # (docs/requirements.md#dbt-partial-parse)
+        dbt = Dbt(info, quiet=True)
     selection = ["--select", *select] if select else []
     if silent:
         selection += ["--log-level", "none"]

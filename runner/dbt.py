@@ -1,24 +1,39 @@
 """The one place that invokes dbt: in-process, with the connection of the resolved target.
 
-Results come from `target/run_results.json`, never from log text.
+dbt gets explicit project, profiles and target paths; the process's environment and working
+directory stay as they are. Results come from `target/run_results.json`, never from log text.
 """
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import json
 import os
-from collections.abc import Iterator
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.db import ConnInfo, project_dir
+import yaml
+
+from runner.db import ConnInfo, project_dir, write_secret
+from runner.errors import MlwhError
 
 DBT_ENV = {
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     "DO_NOT_TRACK": "1",
 }
+# libpq options of a connection URL that dbt-postgres takes under the same name; any other
+# option would reach psycopg but not dbt, so dbt refuses to run rather than connect otherwise.
+DBT_CONNECTION_OPTIONS = (
+    "sslmode",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "application_name",
+    "connect_timeout",
+    "keepalives_idle",
+)
 
 
 @dataclass
@@ -39,7 +54,12 @@ class DbtResult:
 
 
 class Dbt:
-    """Runs dbt commands against one database, with the project's profile."""
+    """Runs dbt commands against one database, with the project's profile.
+
+    The target directory persists between invocations (default `<project>/target`, or
+    `DBT_TARGET_PATH` as for plain dbt), so that dbt's partial parsing skips the parse when
+    neither the project nor the connection changed (docs/requirements.md#dbt-partial-parse).
+    """
 
     def __init__(
         self,
@@ -50,17 +70,40 @@ class Dbt:
     ) -> None:
         self.conninfo = conninfo
         self.project = project or project_dir()
-        self.target_path = target_path or self.project / "target"
+        self.target_path = target_path or default_target_path(self.project)
         self.quiet = quiet
 
     def env(self) -> dict[str, str]:
-        """Variables that make a plain `dbt` (or this class) use the project's profile and target."""
+        """Variables that make a plain `dbt` in a shell use the project's profile and target."""
         return {
             **DBT_ENV,
             **self.conninfo.pg_env(),
             "DBT_PROFILES_DIR": str(self.project),
             "DBT_PROJECT_DIR": str(self.project),
         }
+
+    def profiles(self) -> dict[str, Any]:
+        """The project's profiles.yml rendered for this connection, as dbt would render it."""
+        raw = yaml.safe_load((self.project / "profiles.yml").read_text())
+        # the same PG* variables `mlwh env` exports, for this render only: a context variable
+        # of dbt's, not the process's environment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(self.conninfo.pg_env())
+        rendered = contextvars.copy_context().run(_render_profiles, raw, env)
+        options = {k: v for k, v in self.conninfo.extra.items() if k != "sslmode"}
+        unknown = sorted(set(options) - set(DBT_CONNECTION_OPTIONS))
+        if unknown:
+            raise MlwhError(
+                f"dbt cannot use the connection option(s) {', '.join(unknown)}: remove them "
+                "from MLWH_DATABASE_URL to run dbt",
+                exit_code=2,
+            )
+        for profile in rendered.values():
+            if not isinstance(profile, dict):
+                continue
+            for output in profile.get("outputs", {}).values():
+                output.update({k: int(v) if v.isdigit() else v for k, v in options.items()})
+        return rendered
 
     def invoke(self, args: list[str]) -> DbtResult:
         """Run `dbt <args>` in this process and return its exit code and node results."""
@@ -69,12 +112,17 @@ class Dbt:
         full = list(args)
         if "--target-path" not in full:
             full += ["--target-path", str(self.target_path)]
+        if "--project-dir" not in full:
+            full += ["--project-dir", str(self.project)]
         if self.quiet and "--quiet" not in full and "-q" not in full:
             full.insert(0, "--quiet")
         results_file = self.target_path / "run_results.json"
         before = results_file.stat().st_mtime_ns if results_file.exists() else None
-        with _patched_environ(self.env()), _chdir(self.project):
-            outcome = dbtRunner().invoke(full)
+        profiles = self.profiles()
+        # the rendered profile holds the password: a private directory, gone after the call
+        with tempfile.TemporaryDirectory(prefix="mlwh-profiles-") as profiles_dir:
+            write_secret(Path(profiles_dir) / "profiles.yml", yaml.safe_dump(profiles))
+            outcome = dbtRunner().invoke([*full, "--profiles-dir", profiles_dir])
         if outcome.success:
             code = 0
         elif outcome.exception is None:
@@ -93,25 +141,15 @@ class Dbt:
         return self.invoke(args)
 
 
-@contextlib.contextmanager
-def _patched_environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
+def default_target_path(project: Path) -> Path:
+    """Where dbt writes its artifacts and partial-parse state: `DBT_TARGET_PATH`, as plain dbt."""
+    # relative to the project, as dbt reads it
+    return project / os.environ.get("DBT_TARGET_PATH", "target")
 
 
-@contextlib.contextmanager
-def _chdir(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+def _render_profiles(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    from dbt.config.renderer import ProfileRenderer
+    from dbt_common.context import set_invocation_context
+
+    set_invocation_context(env)
+    return ProfileRenderer({}).render_data(raw)

@@ -19,7 +19,7 @@ def _step(name: str) -> float:
 def cmd_generate(args: argparse.Namespace) -> int:
     from runner.generate import generate, parse_end
 
-    info = db.resolve().conninfo()
+    info = db.ensure_running()
     manifest_path = db.mlwh_home() / "demo_manifest.json"
     manifest = generate(
         info, days=args.days, rows=args.rows, seed=args.seed, end=parse_end(args.end),
@@ -38,7 +38,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.report import write_report
 
-    info = db.resolve().conninfo()
+    info = db.ensure_running()
     output = Path(args.output)
     report = write_report(info, output)
     print(f"report written to {output.resolve()} ({report.chart_count} charts, "
@@ -68,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     began = time.monotonic()
     t = _step("starting the database")
     target = db.resolve()
-    if target.server is not None and target.server.start():
+    if target.start():
         print(f"started the embedded PostgreSQL in {target.server.pgdata}", flush=True)
     info = target.conninfo()
     print(f"using the {target.describe()}", flush=True)
@@ -130,7 +130,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     from runner.dbt import Dbt
 
-    info = db.resolve().conninfo()
+    info = db.ensure_running()
     dbt = Dbt(info)
     print("generating dbt docs ...", flush=True)
     result = dbt.invoke(["docs", "generate"])

@@ -12,7 +12,7 @@ from runner.errors import MlwhError
 
 def _engine(args: argparse.Namespace) -> migrations.MigrationEngine:
     return migrations.MigrationEngine(
-        db.resolve().conninfo(),
+        db.ensure_running(),
         Path(args.dir).resolve() if args.dir else None,
         lock_timeout=args.lock_timeout,
         retries=args.lock_retries,
@@ -119,7 +119,7 @@ def cmd_sync_dbt(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    path = migrations.backup(db.resolve().conninfo(), Path(args.output) if args.output else None)
+    path = migrations.backup(db.ensure_running(), Path(args.output) if args.output else None)
     print(f"backup written to {path} ({_size(path)})")
     return 0
 

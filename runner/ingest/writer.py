@@ -176,7 +176,7 @@ class Writer:
         # writing at the same time share one fsync, like a producer's acks); otherwise it returns
         # at once and the row is journaled within max_age_s (docs/requirements.md#durability).
         self.durable = durable
-        self.info = info if info is not None else db.resolve().conninfo()
+        self.info = info if info is not None else db.ensure_running()
         self.target = f"{self.info.host}:{self.info.port}/{self.info.dbname}"
         self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid7().hex[-12:]}"
         self.spill_dir = Path(spill_dir) if spill_dir is not None else default_spill_dir()

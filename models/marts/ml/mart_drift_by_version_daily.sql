@@ -175,8 +175,8 @@ reference_sets as (
         feature_name,
         count(*) as reference_count,
         max(last_ingested_at) as last_ingested_at,
-        array_sort(array_agg(feature_value)) as ascending_values,
-        array_sort(array_agg(-feature_value)) as negated_values
+        {{ sorted_array_agg('feature_value') }} as ascending_values,
+        {{ sorted_array_agg('-feature_value') }} as negated_values
     from reference_values
     group by service_name, prediction_type, model_version, feature_name
 

@@ -77,7 +77,7 @@ current_days as (
         prediction_type,
         feature_name,
         count(*) as value_count,
-        array_sort(array_agg(feature_value)) as sorted_values,
+        {{ sorted_array_agg('feature_value') }} as sorted_values,
         max(last_ingested_at) as last_ingested_at
     from current_values
     group by created_date, service_name, prediction_type, feature_name
@@ -106,13 +106,13 @@ reference_windows as (
     from current_days
     cross join
         lateral (  -- noqa: ST05
-        {# array_sort sorts the collected array in memory, cheaper than a sort node's tuples;
+        {# sorted_array_agg sorts in memory where the server can (array_sort, 18+);
            unnest in the select list streams (in FROM it would fill a tuplestore first) #}
             select
                 count(*) as reference_count,
                 max(window_values.last_ingested_at) as last_ingested_at,
-                array_sort(array_agg(window_values.feature_value)) as ascending_values,
-                array_sort(array_agg(-window_values.feature_value)) as negated_values
+                {{ sorted_array_agg('window_values.feature_value') }} as ascending_values,
+                {{ sorted_array_agg('-window_values.feature_value') }} as negated_values
             from (
                 select
                     reference_days.last_ingested_at,

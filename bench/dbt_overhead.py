@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""What a dbt-invoking command spends before dbt starts its first node: cold against warm.
+
+Each command runs as a user runs it (`mlwh ...` in a new process) against a throw-away embedded
+server in a temporary MLWH_HOME, migrated to head, with its own dbt target directory:
+
+  cold   the target directory is empty, so dbt parses the whole project
+  warm   the same command again on the unchanged project: dbt's partial parse is reused
+
+The overhead is the time from launching the process to the start of dbt's first node (the
+earliest `started_at` in `run_results.json`, or `sources.json` for `mlwh check`, whose
+freshness step comes first): interpreter start, imports, parse and on-run-start hooks. Target:
+warm at most 3 s (docs/requirements.md#dbt-partial-parse); the cold figure is the baseline.
+
+    .venv/bin/python bench/dbt_overhead.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from runner import db
+from runner.migrations import migrate_to_head
+
+ROOT = Path(__file__).resolve().parent.parent
+MLWH = str(Path(sys.executable).parent / "mlwh")
+COMMANDS = {
+    "mlwh dbt run": (["dbt", "run", "--quiet", "--select", "staging"], "run_results.json"),
+    "mlwh check": (["check", "--json"], "sources.json"),
+}
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _first_node_start(artifact: Path) -> float:
+    results = json.loads(artifact.read_text())["results"]
+    starts = [
+        datetime.fromisoformat(step["started_at"].replace("Z", "+00:00")).timestamp()
+        for result in results
+        if not result["unique_id"].startswith("operation.")
+        for step in result.get("timing", [])
+        if step.get("started_at")
+    ]
+    return min(starts)
+
+
+def overhead(args: list[str], artifact: str, env: dict[str, str], target: Path) -> float:
+    """Seconds from launching `mlwh <args>` to the start of dbt's first node."""
+    (target / artifact).unlink(missing_ok=True)
+    launched = time.time()
+    proc = subprocess.run([MLWH, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"mlwh {' '.join(args)} failed: {proc.stderr.strip()}")
+    return _first_node_start(target / artifact) - launched
+
+
+def run(home: Path, repeat: int) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in db.PG_ENV_VARS and key not in ("PGPASSWORD", "MLWH_DATABASE_URL")
+    }
+    env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
+    _say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10}")
+    for name, (args, artifact) in COMMANDS.items():
+        cold, warm = [], []
+        for _ in range(repeat):
+            target = Path(tempfile.mkdtemp(prefix="target-", dir=home))
+            run_env = {**env, "DBT_TARGET_PATH": str(target)}
+            cold.append(overhead(args, artifact, run_env, target))
+            warm.append(overhead(args, artifact, run_env, target))
+            shutil.rmtree(target)
+        c, w = statistics.median(cold), statistics.median(warm)
+        _say(f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f}")
+    _say(f"(median of {repeat}; warm target: at most 3 s before the first node)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="cold/warm pairs per command")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-dbt-"))
+    server = db.EmbeddedServer(home)
+    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
+    server.start()
+    try:
+        migrate_to_head(server.conninfo())
+        run(home, args.repeat)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,7 +55,7 @@ def test_every_row_reaches_the_landing_tables(built, conn) -> None:  # type: ign
         assert count == expected, table
 
 
-def test_daily_volumes_stay_in_the_seed_ranges(built) -> None:  # type: ignore[no-untyped-def]
+def test_daily_volumes_stay_in_the_services_ranges(built) -> None:  # type: ignore[no-untyped-def]
     first, last = built.start.date(), built.end.date()
     silent_day = date.fromisoformat(built.injected["silent"]["since"][:10])
     for service, per_day in built.daily_volume.items():

@@ -178,7 +178,7 @@ def snapshot(conn: psycopg.Connection) -> dict[str, object]:
     }
 
 
-def test_policies_follow_seed_000(conn: psycopg.Connection) -> None:
+def test_policies_follow_the_documented_retention(conn: psycopg.Connection) -> None:
     specs = partitioned_sources()
     assert specs["ml_raw.ml_predictions"]["retention"] == {"keep": "90 days", "action": "archive"}
     assert specs["ml_raw.ml_feedback"]["retention"] == {"keep": "180 days", "action": "drop"}

@@ -504,7 +504,7 @@ class Writer:
     # -- caller side -----------------------------------------------------------------------------
     def _validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
         try:
-            return self.validate(spec, fields) if spec is PREDICTIONS else spec.validate(fields)
+            return self.validate(spec, fields)
         except InvalidRow as exc:
             with self._lock:
                 self._rejected += 1

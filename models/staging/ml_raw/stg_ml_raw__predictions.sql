@@ -5,57 +5,29 @@
     the incremental runs' created_at and ingested_at literals still prune partitions and use
     the BRIN indexes on ingested_at of both tables.
 #}
+{%- set columns = [
+    'prediction_id',
+    'created_at',
+    'service_name',
+    'prediction_type',
+    'model_id',
+    'model_version',
+    'target_entity_type',
+    'target_entity_id',
+    'predicted_value',
+    'prediction_payload',
+    'confidence',
+    'confidence_interval',
+    'context',
+    'source',
+    'ingested_at',
+] -%}
+
 with
-
-raw as (
-
-    select
-        prediction_id,
-        created_at,
-        service_name,
-        prediction_type,
-        model_id,
-        model_version,
-        target_entity_type,
-        target_entity_id,
-        predicted_value,
-        prediction_payload,
-        confidence,
-        confidence_interval,
-        context,
-        source,
-        ingested_at
-    from {{ source('ml_raw', 'ml_predictions') }}
-
-),
-
-archived as (
-
-    select
-        prediction_id,
-        created_at,
-        service_name,
-        prediction_type,
-        model_id,
-        model_version,
-        target_entity_type,
-        target_entity_id,
-        predicted_value,
-        prediction_payload,
-        confidence,
-        confidence_interval,
-        context,
-        source,
-        ingested_at
-    from {{ source('ml_archive', 'ml_predictions') }}
-
-),
 
 source as (
 
-    select * from raw
-    union all
-    select * from archived
+    {{ raw_and_archived('ml_predictions', columns) }}
 
 ),
 

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -48,7 +49,13 @@ def _prepare_template(info: db.ConnInfo, target: Path) -> None:
         # partitions for today and the premade periods ahead, as `mlwh partitions ensure` does
         from runner.partitions import ensure_partitions
 
-        ensure_partitions(info, dbt=Dbt(info, project=ROOT, target_path=target, quiet=True))
+        ensure_partitions(info, dbt=Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True))
+
+
+def as_owner(info: db.ConnInfo) -> db.ConnInfo:
+    """`info` acting as mlwh_owner, as dbt runs in production (docs/security.md): what dbt
+    creates belongs to the owner role, never to the superuser the tests connect as."""
+    return replace(info, role=db.OWNER)
 
 
 def _optional_migrate():  # type: ignore[no-untyped-def]
@@ -57,6 +64,14 @@ def _optional_migrate():  # type: ignore[no-untyped-def]
     except ImportError:
         return None
     return migrate_to_head
+
+
+def grant_database(conn: psycopg.Connection) -> None:
+    try:
+        from runner.migrations import grant_database as grant
+    except ImportError:
+        return
+    grant(conn)
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +126,9 @@ def create_database(admin: db.ConnInfo, name: str, template: str | None) -> db.C
             )
         else:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    if template:
+        with db.connect(admin.with_dbname(name), autocommit=True) as conn:
+            grant_database(conn)  # database privileges are not part of the copy
     return admin.with_dbname(name)
 
 
@@ -142,7 +160,7 @@ def empty_db(request: pytest.FixtureRequest, admin_info: db.ConnInfo) -> Iterato
 def dbt(module_db: db.ConnInfo, pg_home: Path) -> Dbt:
     """dbt bound to this module's database, with the target directory shared by its name."""
     return Dbt(
-        module_db,
+        as_owner(module_db),
         project=ROOT,
         target_path=dbt_target(pg_home, ROOT, module_db.dbname),
         quiet=True,

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from pytests.conftest import (
     ROOT,
+    as_owner,
     create_database,
     dbt_target,
     drop_database,
@@ -112,7 +113,7 @@ def build(
         args += ["--vars", json.dumps(dbt_vars)]
     # other --vars would undo the partial parse of the target shared with `mlwh check`
     target = dbt_target(home, ROOT, info.dbname + ("-vars" if dbt_vars else ""))
-    result = Dbt(info, project=ROOT, target_path=target, quiet=True).invoke(args)
+    result = Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True).invoke(args)
     assert result.ok, [r for r in result.results if r.get("status") != "success"]
 
 
@@ -122,7 +123,7 @@ def clean_db(
 ) -> Iterator[db.ConnInfo]:
     info = create_database(admin_info, CLEAN_DB, template_db)
     target = dbt_target(pg_home, ROOT, CLEAN_DB)
-    assert Dbt(info, project=ROOT, target_path=target, quiet=True).invoke(["seed"]).ok
+    assert Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True).invoke(["seed"]).ok
     with db.connect(info, autocommit=True) as conn:
         generate_clean(conn)
     build(info, pg_home)

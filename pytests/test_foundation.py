@@ -15,6 +15,7 @@ import pytest
 from pytests.conftest import (
     MLWH,
     ROOT,
+    as_owner,
     create_database,
     dbt_target,
     drop_database,
@@ -177,7 +178,7 @@ def test_wrong_database_url_gives_one_clear_line(
 
 def test_dbt_class_reads_run_results(module_db: db.ConnInfo, pg_home: Path) -> None:
     target = dbt_target(pg_home, ROOT, module_db.dbname)
-    dbt = Dbt(module_db, project=ROOT, target_path=target, quiet=True)
+    dbt = Dbt(as_owner(module_db), project=ROOT, target_path=target, quiet=True)
     result = dbt.invoke(["seed"])
     assert result.ok
     recorded = json.loads((target / "run_results.json").read_text())["results"]

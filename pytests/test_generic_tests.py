@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pytests.conftest import as_owner
 from runner import db
 from runner.dbt import Dbt, DbtResult
 
@@ -37,7 +38,7 @@ def fx_dbt(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> 
             """
         )
     dbt = Dbt(
-        module_db, project=FIXTURE, target_path=tmp_path_factory.mktemp("dq-target"), quiet=True
+        as_owner(module_db), project=FIXTURE, target_path=tmp_path_factory.mktemp("dq-target"), quiet=True
     )
     assert dbt.invoke(["run"]).ok
     return dbt

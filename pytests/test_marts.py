@@ -34,6 +34,7 @@ from psycopg import sql
 from scipy import stats
 from scipy.spatial import distance
 
+from pytests.conftest import as_owner
 from runner import db
 from runner.dbt import Dbt
 
@@ -426,7 +427,7 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
         ]
         # its own target: other --vars would undo the partial parse of the shared one
         incremental = Dbt(
-            module_db, project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True
+            as_owner(module_db), project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True
         )
         for start, end in zip(boundaries, boundaries[1:], strict=False):
             load(conn, data, start, end)

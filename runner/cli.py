@@ -84,7 +84,7 @@ def env_lines(target: db.Target) -> list[str]:
     from runner.dbt import Dbt
 
     target.start()
-    info = target.conninfo()
+    info = db.as_role(target.conninfo(), db.OWNER, target.server)
     variables = Dbt(info).env()
     if target.server is not None:
         variables[db.ENV_MARKER] = str(target.server.home)
@@ -107,7 +107,7 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     dbt_args = list(args.dbt_args)
     if dbt_args[:1] == ["--"]:
         dbt_args = dbt_args[1:]
-    result = Dbt(db.ensure_running()).invoke(dbt_args)
+    result = Dbt(db.ensure_running(db.OWNER)).invoke(dbt_args)
     return result.exit_code
 
 
@@ -117,7 +117,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
     from runner.dbt import Dbt
 
-    info = db.ensure_running()
+    info = db.ensure_running(db.OWNER)
     env = {**os.environ, **Dbt(info).env()}
     sqlfluff = os.path.join(os.path.dirname(sys.executable), "sqlfluff")
     paths = [p for p in ("models", "tests", "analyses") if (db.project_dir() / p).is_dir()]

@@ -9,8 +9,11 @@ stays up between commands until `mlwh db stop`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import importlib.util
 import json
 import os
@@ -100,6 +103,8 @@ class ConnInfo:
     dbname: str
     password: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # a group role the session takes at connection start (SET ROLE), see as_role()
+    role: str | None = None
 
     def conninfo(self, **overrides: object) -> str:
         params: dict[str, object] = {
@@ -111,6 +116,10 @@ class ConnInfo:
         }
         if self.password:
             params["password"] = self.password
+        # explicit, so that a PGOPTIONS in the environment (`mlwh env` exports one for a role)
+        # never changes the role of a connection made here
+        options = str(params.get("options", ""))
+        params["options"] = f"{options} -c role={self.role}".strip() if self.role else options
         params.update(overrides)
         return make_conninfo("", **params)
 
@@ -145,6 +154,8 @@ class ConnInfo:
             env["PGPASSWORD"] = self.password
         if "sslmode" in self.extra:
             env["PGSSLMODE"] = self.extra["sslmode"]
+        if self.role:
+            env["PGOPTIONS"] = f"-c role={self.role}"
         return env
 
 
@@ -197,6 +208,39 @@ class EmbeddedServer:
 
     def password(self) -> str:
         return self.password_file.read_text().strip()
+
+    def login_password(self, conn: psycopg.Connection, login: str, role: str) -> str:
+        """The password of this server's login `login` (a member of `role`), creating the login
+        or resetting a password whose file is gone; `conn` is a superuser's connection."""
+        path = self.home / "roles" / login
+        with self._lock():
+            if path.exists():
+                return path.read_text().strip()
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            password = secrets.token_urlsafe(24)
+            query = psycopg.sql.SQL(
+                "do $$ begin "
+                "if to_regrole({name}) is null then create role {login} login; end if; "
+                "end $$"
+            ).format(name=psycopg.sql.Literal(login), login=psycopg.sql.Identifier(login))
+            try:
+                conn.execute(query)
+            except psycopg.errors.UniqueViolation:
+                pass  # created meanwhile by another database's first use
+            conn.execute(
+                psycopg.sql.SQL(
+                    "alter role {login} login password {secret}; grant {role} to {login}; "
+                    # psql and plain dbt through `mlwh env` act as the group role too
+                    "alter role {login} set role = {role_name}"
+                ).format(
+                    login=psycopg.sql.Identifier(login),
+                    secret=psycopg.sql.Literal(scram_verifier(password)),
+                    role=psycopg.sql.Identifier(role),
+                    role_name=psycopg.sql.Literal(role),
+                )
+            )
+            write_secret(path, password + "\n")
+            return password
 
     def conninfo(self, dbname: str = DEFAULT_DBNAME) -> ConnInfo:
         port = self._port()
@@ -384,6 +428,21 @@ class EmbeddedServer:
         return "no server log"
 
 
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores (RFC 5802/7677), so that CREATE ROLE and
+    ALTER ROLE never carry the password itself."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 def write_secret(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
     """Write a new file that only its owner can read, from the moment it exists.
 
@@ -464,11 +523,45 @@ def resolve() -> Target:
     return Target("embedded", None, EmbeddedServer(home))
 
 
-def ensure_running() -> ConnInfo:
-    """The resolved database's connection, after starting the embedded server if it is stopped."""
+def ensure_running(role: str | None = None) -> ConnInfo:
+    """The resolved database's connection, after starting the embedded server if it is stopped;
+    with `role`, the least-privileged connection for that job (as_role)."""
     target = resolve()
     target.start()
-    return target.conninfo()
+    info = target.conninfo()
+    return as_role(info, role, target.server) if role else info
+
+
+# The group roles of docs/security.md, by the job a command does (created by migrations).
+OWNER = "mlwh_owner"  # migrations, dbt, partitions, retention
+INGEST = "mlwh_ingest"  # the writer and `mlwh ingest`
+ANALYST = "mlwh_analyst"  # the report: marts and reference data
+MAINTAINER = "mlwh_maintainer"  # maintenance: statistics, locks, sessions
+APP_LOGIN_PREFIX = "mlwh_app_"  # the embedded server's own login per job: mlwh_app_owner, ...
+
+
+def as_role(info: ConnInfo, role: str, server: EmbeddedServer | None = None) -> ConnInfo:
+    """`info` acting as the group role `role` (docs/requirements.md#least-privilege).
+
+    Until migrations have set the database up for the roles, `info` is returned unchanged (it
+    bootstraps). Embedded: a login role mlwh_app_<job>, member of `role`, made on first use by
+    the superuser, its password in a 0600 file under MLWH_HOME/roles; the superuser does nothing
+    else. External: the URL's own user, taking `role` at connection start when it is a member;
+    a URL whose user is not a member is used as it is (its privileges are the DBA's choice).
+    """
+    with connect(info, autocommit=True) as conn:
+        ready, member = conn.execute(
+            "select to_regprocedure('ml_ops.current_services()') is not null, "
+            "case when to_regrole(%s) is null then false "
+            "else pg_has_role(current_user, %s, 'MEMBER') end",
+            [role, role],
+        ).fetchone()
+        if not ready:
+            return info
+        if server is not None and info.user == SUPERUSER:
+            login = APP_LOGIN_PREFIX + role.removeprefix("mlwh_")
+            return replace(info, user=login, password=server.login_password(conn, login, role))
+    return replace(info, role=role) if member else info
 
 
 def describe_connect_error(info: ConnInfo, exc: Exception) -> str:

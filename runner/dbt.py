@@ -103,6 +103,8 @@ class Dbt:
                 continue
             for output in profile.get("outputs", {}).values():
                 output.update({k: int(v) if v.isdigit() else v for k, v in options.items()})
+                if self.conninfo.role:
+                    output["role"] = self.conninfo.role  # dbt-postgres runs SET ROLE on connect
         return rendered
 
     def invoke(self, args: list[str]) -> DbtResult:

@@ -38,6 +38,8 @@ from runner.errors import MlwhError
 
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 MARKER = re.compile(r"^--\s*migrate:(up|down)\b(.*)$")
+RUNS_AS_SUPERUSER = re.compile(r"^--\s*runs as:\s*superuser\s*$")
+OWNER_ROLE = "mlwh_owner"
 # Chosen once: hashtext('ml_warehouse.migrations') would do too, but a constant is greppable.
 ADVISORY_LOCK_KEY = 7_150_420_001
 # Writers queued behind a statement that waits for an ACCESS EXCLUSIVE lock wait as long as it
@@ -101,6 +103,9 @@ class Migration:
     checksum: str
     up: Section
     down: Section
+    # `-- runs as: superuser` in the header: roles, BYPASSRLS and event triggers need one; every
+    # other migration runs as the owner role mlwh_owner (docs/requirements.md#least-privilege)
+    superuser: bool = False
 
     @property
     def label(self) -> str:
@@ -235,6 +240,9 @@ def parse_migration(path: Path) -> Migration:
         checksum=hashlib.sha256(raw).hexdigest(),
         up=sections["up"],
         down=sections["down"],
+        superuser=any(
+            RUNS_AS_SUPERUSER.match(line.strip()) for line in lines[: markers[0][0]]
+        ),
     )
 
 
@@ -526,6 +534,7 @@ class MigrationEngine:
                     raise MlwhError(f"{m.filename}: the up section is empty: write it, then migrate")
                 self._run_section(conn, m, m.up)
                 done.append(m)
+            grant_database(conn)
         return done
 
     def plan_down(self, to: str | None = None, steps: int | None = None) -> list[Migration]:
@@ -687,11 +696,13 @@ class MigrationEngine:
                     conn.execute(
                         "select set_config('lock_timeout', %s, true)", [self._lock_timeout_ms()]
                     )
+                    self._assume_role(conn, m, local=True)
                     for stmt in section.statements:
                         self._statement(conn, stmt, watcher)
                     self._record(conn, m, section.direction, started_at, t0)
             else:
                 conn.execute("select set_config('lock_timeout', %s, false)", [self._lock_timeout_ms()])
+                self._assume_role(conn, m, local=False)
                 try:
                     # each statement commits on its own, so only the one that timed out runs again
                     for stmt in section.statements:
@@ -700,8 +711,30 @@ class MigrationEngine:
                         )
                 finally:
                     conn.execute("reset lock_timeout")
+                    conn.execute("reset role")
                 with conn.transaction():
                     self._record(conn, m, section.direction, started_at, t0)
+
+    @staticmethod
+    def _assume_role(conn: psycopg.Connection, m: Migration, *, local: bool) -> None:
+        """Run `m` as mlwh_owner once that role exists, so that it owns what `m` creates; a
+        migration marked `-- runs as: superuser` keeps the session's role and needs a superuser."""
+        if m.superuser:
+            if not conn.execute("select rolsuper from pg_roles where rolname = session_user").fetchone()[0]:
+                raise MlwhError(
+                    f"{m.filename} creates roles and needs a superuser: run `mlwh migrate` once "
+                    "with a superuser's MLWH_DATABASE_URL (see docs/security.md)"
+                )
+            return
+        member = conn.execute(
+            # the role is the server's; this database is set up for it once migrated that far
+            "select case when to_regrole(%s) is null "
+            "or to_regprocedure('ml_ops.current_services()') is null then false "
+            "else pg_has_role(session_user, %s, 'MEMBER') end",
+            [OWNER_ROLE, OWNER_ROLE],
+        ).fetchone()[0]
+        if member:
+            conn.execute("select set_config('role', %s, %s)", [OWNER_ROLE, local])
 
     def _lock_timeout_ms(self) -> str:
         return f"{max(int(self.lock_timeout * 1000), 1)}ms"
@@ -738,6 +771,22 @@ class MigrationEngine:
             "values (%s, %s, %s, clock_timestamp(), %s, %s, %s)",
             [m.version, m.name, direction, outcome, error, self.who],
         )
+
+
+def grant_database(conn: psycopg.Connection) -> None:
+    """The database-level privileges of the roles (docs/security.md), again: they live in
+    pg_database, so a copy made with CREATE DATABASE ... TEMPLATE starts without them."""
+    if conn.execute("select to_regprocedure('ml_ops.current_services()')").fetchone()[0] is None:
+        return
+    name = sql.Identifier(conn.info.dbname)
+    try:
+        conn.execute(sql.SQL("grant connect, create, temporary on database {} to {}").format(
+            name, sql.Identifier(OWNER_ROLE)))
+        conn.execute(sql.SQL(
+            "grant connect on database {} to mlwh_ingest, mlwh_service, mlwh_analyst, mlwh_maintainer"
+        ).format(name))
+    except pg_errors.InsufficientPrivilege:
+        pass  # a migrator that is not the database's owner: granted by whoever bootstrapped it
 
 
 def _normalize(version: str | None) -> str | None:

@@ -237,9 +237,9 @@ def _volume(conn: psycopg.Connection) -> Chart:
 def _recent_hours(conn: psycopg.Connection) -> Chart:
     series: dict[str, list[Point]] = defaultdict(list)
     for row in _rows(conn, """
-        with newest as (select max(created_at) as at from ml_staging.stg_ml_raw__predictions)
+        with newest as (select max(created_at) as at from ml_marts.fct_prediction_outcomes)
         select date_trunc('hour', created_at) as hour, service_name, count(*) as n
-        from ml_staging.stg_ml_raw__predictions, newest
+        from ml_marts.fct_prediction_outcomes, newest
         where created_at > newest.at - interval '48 hours'
         group by 1, 2 order by 2, 1
     """):

@@ -10,7 +10,7 @@ from runner.checks import FAIL_ON, format_table, run_checks, stored_rows
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    info = db.ensure_running()
+    info = db.ensure_running(db.OWNER)
     run = run_checks(info, args.select, progress=not args.json, silent=args.json)
     if args.json:
         print(json.dumps(stored_rows(info, run.run_id), indent=2))

@@ -19,7 +19,7 @@ def _step(name: str) -> float:
 def cmd_generate(args: argparse.Namespace) -> int:
     from runner.generate import generate, parse_end
 
-    info = db.ensure_running()
+    info = db.ensure_running(db.OWNER)
     manifest_path = db.mlwh_home() / "demo_manifest.json"
     manifest = generate(
         info, days=args.days, rows=args.rows, seed=args.seed, end=parse_end(args.end),
@@ -38,7 +38,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.report import write_report
 
-    info = db.ensure_running()
+    info = db.ensure_running(db.ANALYST)
     output = Path(args.output)
     report = write_report(info, output)
     print(f"report written to {output.resolve()} ({report.chart_count} charts, "
@@ -75,7 +75,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     timings["database"] = time.monotonic() - t
 
     t = _step("migrating to head")
-    migrate_to_head(info)
+    migrate_to_head(info)  # the bootstrap: the superuser only here (docs/security.md)
+    admin, info = info, db.as_role(info, db.OWNER, target.server)
     dbt = Dbt(info, quiet=True)
     ensure_partitions(info, dbt=dbt)
     timings["migrate"] = time.monotonic() - t
@@ -105,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     t = _step("writing the report")
     output = Path(args.output)
-    report = write_report(info, output)
+    report = write_report(db.as_role(admin, db.ANALYST, target.server), output)
     timings["report"] = time.monotonic() - t
 
     total_rows = sum(manifest.counts.values())
@@ -130,7 +131,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     from runner.dbt import Dbt
 
-    info = db.ensure_running()
+    info = db.ensure_running(db.OWNER)
     dbt = Dbt(info)
     print("generating dbt docs ...", flush=True)
     result = dbt.invoke(["docs", "generate"])

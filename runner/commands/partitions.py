@@ -48,7 +48,7 @@ def _print_actions(actions: list[partitions.PartitionAction], verb: str, none: s
 
 
 def cmd_partitions_list(args: argparse.Namespace) -> int:
-    found = partitions.list_partitions(db.ensure_running())
+    found = partitions.list_partitions(db.ensure_running(db.OWNER))
     rows = [
         [
             p.parent_table,
@@ -65,7 +65,7 @@ def cmd_partitions_list(args: argparse.Namespace) -> int:
 
 
 def cmd_partitions_ensure(args: argparse.Namespace) -> int:
-    info = db.ensure_running()
+    info = db.ensure_running(db.OWNER)
     print("ensuring partitions (ensure_partitions macro) ...", flush=True)
     actions = partitions.ensure_partitions(
         info, dry_run=args.dry_run, lock_timeout=args.lock_timeout
@@ -76,7 +76,7 @@ def cmd_partitions_ensure(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    info = db.ensure_running()
+    info = db.ensure_running(db.OWNER)
     mode = "applying" if args.apply else "dry run of"
     print(f"{mode} retention (apply_retention macro) ...", flush=True)
     actions = partitions.apply_retention(info, apply=args.apply, lock_timeout=args.lock_timeout)

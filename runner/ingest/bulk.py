@@ -156,7 +156,7 @@ def load_file(
         raise MlwhError(f"no such file: {path}")
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     spec = TABLES[table]
-    info = info or db.ensure_running()
+    info = info or db.ensure_running(db.INGEST)
     with db.connect(info):  # fail fast, with one clear line, when the database is unreachable
         pass
     bar = Progress(path.stat().st_size, progress)

@@ -360,6 +360,11 @@ class TableSpec:
     def oids(self) -> list[int]:
         return [_KINDS[c.kind][2] for c in self.columns]
 
+    @property
+    def service_index(self) -> int | None:
+        """Position of service_name, the column row-level security checks, if the table has one."""
+        return self._index.get("service_name")
+
     def kind_of(self, name: str) -> str | None:
         item = self._index.get(name)
         return self.columns[item].kind if item is not None else None

@@ -134,6 +134,10 @@ def _is_data_error(exc: BaseException) -> bool:
     """Rows the database refuses (class 22 data exception, 23 integrity, 54 a limit such as
     nesting depth): retrying won't help, sorting the batch out row by row will."""
     state = getattr(exc, "sqlstate", None) or ""
+    if state == "42501":
+        # a row a row-level security policy refuses (a service writing another's outcome) is a
+        # bad row; a missing grant is not, and retrying is all that helps there
+        return "row-level security" in str(exc)
     return state[:2] in ("22", "23", "54")
 
 
@@ -147,6 +151,11 @@ def printable(text: str) -> str:
 
 PREDICTION_TYPES_SQL = (
     "select service_name, prediction_type, value_min, value_max from ml_ref.prediction_types"
+)
+# the services a role subject to row-level security may write (docs/requirements.md#service-isolation)
+CURRENT_SERVICES_SQL = (
+    "select case when to_regprocedure('ml_ops.current_services()') is null then null "
+    "else ml_ops.current_services() end"
 )
 
 
@@ -176,7 +185,7 @@ class Writer:
         # writing at the same time share one fsync, like a producer's acks); otherwise it returns
         # at once and the row is journaled within max_age_s (docs/requirements.md#durability).
         self.durable = durable
-        self.info = info if info is not None else db.ensure_running()
+        self.info = info if info is not None else db.ensure_running(db.INGEST)
         self.target = f"{self.info.host}:{self.info.port}/{self.info.dbname}"
         self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid7().hex[-12:]}"
         self.spill_dir = Path(spill_dir) if spill_dir is not None else default_spill_dir()
@@ -214,6 +223,10 @@ class Writer:
         self._written_by_table: dict[str, int] = {key: 0 for key in TABLES}
         self._journaled = threading.Condition(self._lock)  # durable callers waiting for fsync
         self._types: dict[tuple[str, str], tuple[float, float]] | None = None
+        # tables where row-level security applies to this writer's role (a service role): those
+        # take the stage path, as PostgreSQL refuses COPY into them; _services are its services
+        self._rls: frozenset[str] = frozenset()
+        self._services: frozenset[str] | None = None
         self._latencies: deque[float] = deque(maxlen=2048)
         self._backlog_rows = 0
 
@@ -333,6 +346,14 @@ class Writer:
         value bounds (ml_ref.prediction_types, read when the writer starts and every stats
         interval); InvalidRow names the field. Not counted as rejected: the caller decides."""
         row = spec.validate(fields)
+        if self._services is not None and spec.service_index is not None:
+            service = row[spec.service_index]
+            if service not in self._services:
+                mine = ", ".join(sorted(self._services)) or "none"
+                raise InvalidRow(
+                    "service_name",
+                    f"{service!r} is not a service this role may write (its services: {mine})",
+                )
         if spec is PREDICTIONS and self._types is not None:
             bounds = self._types.get((row[2], row[3]))
             if bounds is None:
@@ -813,7 +834,7 @@ class Writer:
         started = time.perf_counter()
         rejected = 0
         inserted = -1
-        if not batch.replay and batch.copy_format == 2:
+        if not batch.replay and batch.copy_format == 2 and batch.table not in self._rls:
             try:
                 with conn.cursor() as cur, cur.copy(spec.direct_copy_sql()) as copy:
                     copy.write(data)
@@ -893,6 +914,7 @@ class Writer:
                                 autocommit=True) as own:
                     self._load_types(own)
                 return
+            self._load_access(conn)
             if conn.execute("select to_regclass('ml_ref.prediction_types')").fetchone()[0] is None:
                 self._types = None
                 return
@@ -904,6 +926,21 @@ class Writer:
             }
         except Exception as exc:  # unreachable, or no ml_ref yet: keep what we had
             log.debug("writer %s: prediction types not loaded: %s", self.writer_id, exc)
+
+    def _load_access(self, conn: psycopg.Connection) -> None:
+        """Which tables row-level security guards for this role, and which services it may write."""
+        specs = [spec for spec in TABLES.values() if spec is not DEAD_LETTERS]
+        active = conn.execute(
+            sql.SQL("select {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("row_security_active({})").format(sql.Literal(spec.qualified))
+                    for spec in specs
+                )
+            )
+        ).fetchone()
+        self._rls = frozenset(spec.key for spec, on in zip(specs, active, strict=True) if on)
+        services = conn.execute(CURRENT_SERVICES_SQL).fetchone()[0] if self._rls else None
+        self._services = frozenset(services or ()) if self._rls else None
 
     def _snapshot(self) -> None:
         """Best effort: one row in ml_ops.writer_stats, so checks can alert on a growing queue."""

@@ -59,7 +59,9 @@ def _digest_with_dev() -> str:
 
 
 def lint() -> None:
+    """ruff over the Python, squawk over the migrations, sqlfluff over the dbt SQL."""
     run(BIN / "ruff", "check", ".")
+    run(BIN / "mlwh", "migrations", "lint")  # squawk: reads the files, needs no database
     # sqlfluff's dbt templater compiles the project, which needs the database: stop the embedded
     # server afterwards only if this task is the one that started it
     was_running = run(BIN / "mlwh", "db", "status", check=False) == 0

@@ -34,6 +34,7 @@ from pathlib import Path
 from psycopg import sql
 
 from runner import db, migrations
+from runner.errors import MlwhError
 
 BENCH_DB = "mlwh_bench_migration_stall"
 STALL_SECONDS = 0.5
@@ -132,7 +133,7 @@ def scenario(
     started = time.monotonic()
     try:
         applied = bool(engine.migrate())
-    except migrations.MlwhError as exc:
+    except MlwhError as exc:
         _say(f"  the migration gave up: {exc}")
         applied = False
     elapsed = time.monotonic() - started

@@ -18,7 +18,9 @@ def test_demo_builds_the_warehouse_and_writes_the_report(tmp_path: Path) -> None
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert output.is_file() and "<svg data-chart=" in output.read_text()
-        assert f"report         : {output.resolve()}" in done.stdout
+        # one line per step with its duration (runner/steps.py), then the run's result
+        assert "done in" in done.stdout and str(output.resolve()) in done.stdout
+        assert "demo: 6 steps done in" in done.stdout, done.stdout[-3000:]
         manifest = json.loads((home / "demo_manifest.json").read_text())
         assert manifest["counts"]["ml_raw.ml_predictions"] > 0
     finally:

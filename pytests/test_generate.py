@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from runner import db
-from runner.generate import DRIFT_SERVICE, SILENT_SERVICE, default_end, generate
+from runner.demo.generate import DRIFT_SERVICE, SILENT_SERVICE, default_end, generate
 
 DAYS = 35
 ROWS = 33_000  # about 0.3x the services' expected volumes: stable deciles, quick to build

@@ -121,6 +121,33 @@ def test_splitter_keeps_quotes_dollar_bodies_and_lines() -> None:
     assert "E'it\\'s;'" in statements[2].sql
 
 
+def test_splitter_keeps_bodies_whose_semicolons_are_not_statement_ends() -> None:
+    # a SQL-standard function body (PostgreSQL 14+) and a rule's parenthesised actions hold
+    # `;` that end no statement: a split on every top-level `;` cuts them apart
+    text = (
+        "create function g() returns int language sql\n"
+        "begin atomic select 1; select 2; end;\n"
+        "create rule r as on insert to a do also (insert into b values (1); insert into b values (2));\n"
+        "select 3; -- a comment after the end belongs to no statement\n"
+    )
+    statements = migrations.split_statements(text, first_line=4)
+    assert [s.line for s in statements] == [4, 6, 7]
+    assert statements[0].sql.endswith("begin atomic select 1; select 2; end")
+    assert statements[1].sql.endswith("insert into b values (2))")
+    assert statements[2].sql == "select 3"
+
+
+def test_every_real_statement_starts_on_the_line_it_names() -> None:
+    for m in migrations.load_migrations(REAL):
+        lines = m.path.read_text().splitlines()
+        for section in (m.up, m.down):
+            for stmt in section.statements:
+                first_code = next(
+                    x for x in stmt.sql.splitlines() if x.strip() and not x.strip().startswith("--")
+                )
+                assert first_code.strip() in lines[stmt.line - 1], (m.filename, stmt.line)
+
+
 def test_real_migrations_parse_and_have_downs() -> None:
     loaded = migrations.load_migrations(REAL)
     assert loaded, "the project has migrations"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from runner import db
-from runner.generate import generate
-from runner.report import write_report
+from runner.demo.generate import generate
+from runner.demo.report import write_report
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -171,61 +171,19 @@ scoped as (
 
 ),
 
-matched_outcomes as (
-
-    select
-        outcomes.prediction_id,
-        outcomes.observed_at,
-        outcomes.actual_value,
-        row_number() over (
-            partition by outcomes.prediction_id
-            order by outcomes.observed_at desc, outcomes.outcome_id desc
-        ) as recency_rank,
-        count(*) over (partition by outcomes.prediction_id) as outcome_count,
-        min(outcomes.observed_at) over (partition by outcomes.prediction_id) as first_observed_at,
-        max(outcomes.ingested_at) over (partition by outcomes.prediction_id) as last_ingested_at
-    from outcomes
-    inner join scoped
-        on
-            outcomes.prediction_id = scoped.prediction_id
-            and outcomes.observed_at >= scoped.created_at
-            and outcomes.observed_at <= scoped.created_at + {{ lookback }}
-
-),
-
 latest_outcomes as (
 
-    select * from matched_outcomes
-    where recency_rank = 1
-
-),
-
-matched_feedback as (
-
-    select
-        feedback.prediction_id,
-        feedback.feedback_type,
-        feedback.rating,
-        feedback.created_at,
-        row_number() over (
-            partition by feedback.prediction_id
-            order by feedback.created_at desc, feedback.feedback_id desc
-        ) as recency_rank,
-        count(*) over (partition by feedback.prediction_id) as feedback_count,
-        max(feedback.ingested_at) over (partition by feedback.prediction_id) as last_ingested_at
-    from feedback
-    inner join scoped
-        on
-            feedback.prediction_id = scoped.prediction_id
-            and feedback.created_at >= scoped.created_at
-            and feedback.created_at <= scoped.created_at + {{ lookback }}
+    {{ latest_within_lookback(
+        'outcomes', 'outcome_id', 'observed_at', ['actual_value'], 'scoped', lookback
+    ) }}
 
 ),
 
 latest_feedback as (
 
-    select * from matched_feedback
-    where recency_rank = 1
+    {{ latest_within_lookback(
+        'feedback', 'feedback_id', 'created_at', ['feedback_type', 'rating'], 'scoped', lookback
+    ) }}
 
 ),
 
@@ -243,7 +201,7 @@ joined as (
         scoped.confidence,
         latest_outcomes.actual_value,
         prediction_types.tolerance,
-        latest_outcomes.first_observed_at as labeled_at,
+        latest_outcomes.first_event_at as labeled_at,
         latest_outcomes.observed_at as actual_observed_at,
         latest_feedback.feedback_type as latest_feedback_type,
         latest_feedback.rating as latest_feedback_rating,
@@ -253,8 +211,8 @@ joined as (
             when prediction_types.kind = 'binary_classification'
                 then (scoped.predicted_value >= prediction_types.decision_threshold)::integer
         end as predicted_class,
-        coalesce(latest_outcomes.outcome_count, 0)::integer as outcome_count,
-        coalesce(latest_feedback.feedback_count, 0)::integer as feedback_count,
+        coalesce(latest_outcomes.event_count, 0)::integer as outcome_count,
+        coalesce(latest_feedback.event_count, 0)::integer as feedback_count,
         greatest(
             scoped.ingested_at, latest_outcomes.last_ingested_at, latest_feedback.last_ingested_at
         ) as last_ingested_at

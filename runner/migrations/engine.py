@@ -1,26 +1,11 @@
-"""Versioned, checksummed, locked, reversible migrations of the raw landing tables.
-
-One file per migration, `migrations/NNNN_slug.sql`, with a `-- migrate:up` and a
-`-- migrate:down` section (dbmate's format). `transaction:false` on a marker runs that section
-statement by statement outside a transaction (CREATE INDEX CONCURRENTLY); a down written as
-`-- migrate:down irreversible: <reason>` refuses to roll back. Text before the first marker is
-a header (comments) and is ignored. Bookkeeping lives in `ml_ops.schema_migrations` (what is
-applied, with the file's sha256) and the append-only `ml_ops.migration_log` (every attempt).
-A session advisory lock keeps two migrators from racing. Each statement runs with a short
-`lock_timeout` and is retried with backoff: a migration waiting for an ACCESS EXCLUSIVE lock
-blocks every writer queued behind it, so it must never wait long in one go. A rollback whose
-down sections would drop rows refuses unless forced (docs/requirements.md#rollback-guard).
-"""
+"""The engine: applies and reverts migrations under a session advisory lock, with a short
+`lock_timeout` and retries per statement, and records every attempt."""
 
 from __future__ import annotations
 
 import getpass
-import hashlib
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,17 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import sqlparse
 from psycopg import errors as pg_errors
 from psycopg import sql
 
 from runner import db
 from runner.errors import MlwhError
+from runner.migrations.files import (
+    Migration,
+    Section,
+    Statement,
+    default_directory,
+    load_migrations,
+)
+from runner.migrations.losses import Loss, count_losses
 
-FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-MARKER = re.compile(r"^--\s*migrate:(up|down)\b(.*)$")
-RUNS_AS_SUPERUSER = re.compile(r"^--\s*runs as:\s*superuser\s*$")
-OWNER_ROLE = "mlwh_owner"
+OWNER_ROLE = db.OWNER
 # Chosen once: hashtext('ml_warehouse.migrations') would do too, but a constant is greppable.
 ADVISORY_LOCK_KEY = 7_150_420_001
 # Writers queued behind a statement that waits for an ACCESS EXCLUSIVE lock wait as long as it
@@ -80,257 +69,7 @@ comment on table ml_ops.migration_log is
 """
 
 
-# -- parsing ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Statement:
-    line: int  # 1-based line in the file where the statement starts
-    sql: str
 
-
-@dataclass(frozen=True)
-class Section:
-    direction: str
-    transactional: bool
-    statements: tuple[Statement, ...]
-    irreversible_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: str
-    name: str
-    path: Path
-    checksum: str
-    up: Section
-    down: Section
-    # `-- runs as: superuser` in the header: roles, BYPASSRLS and event triggers need one; every
-    # other migration runs as the owner role mlwh_owner (docs/requirements.md#least-privilege)
-    superuser: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.version}_{self.name}"
-
-    @property
-    def filename(self) -> str:
-        return self.path.name
-
-
-def split_statements(text: str, first_line: int = 1) -> list[Statement]:
-    """Split SQL on top-level `;`, aware of quotes, dollar quotes and comments."""
-    statements: list[Statement] = []
-    buf: list[str] = []
-    start_line: int | None = None
-    line = first_line
-    i, n = 0, len(text)
-
-    def emit() -> None:
-        nonlocal buf, start_line
-        sql = "".join(buf).strip()
-        if start_line is not None and _has_code(sql):
-            statements.append(Statement(start_line, sql))
-        buf, start_line = [], None
-
-    while i < n:
-        ch = text[i]
-        if ch == "-" and text.startswith("--", i):
-            end = text.find("\n", i)
-            end = n if end == -1 else end
-            buf.append(text[i:end])
-            i = end
-            continue
-        if ch == "/" and text.startswith("/*", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if text.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif text.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            chunk = text[i:j]
-            buf.append(chunk)
-            line += chunk.count("\n")
-            i = j
-            continue
-        if not ch.isspace() and start_line is None and ch != ";":
-            start_line = line
-        if ch in ("'", '"'):
-            escaped = ch == "'" and i > 0 and text[i - 1] in "eE" and (i < 2 or not text[i - 2].isalnum())
-            j = i + 1
-            while j < n:
-                if escaped and text[j] == "\\":
-                    j += 2
-                    continue
-                if text[j] == ch:
-                    if j + 1 < n and text[j + 1] == ch:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            chunk = text[i : j + 1]
-            buf.append(chunk)
-            line += chunk.count("\n")
-            i = j + 1
-            continue
-        if ch == "$":
-            match = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", text[i:])
-            if match and not (i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")):
-                tag = match.group(0)
-                end = text.find(tag, i + len(tag))
-                end = n if end == -1 else end + len(tag)
-                chunk = text[i:end]
-                buf.append(chunk)
-                line += chunk.count("\n")
-                i = end
-                continue
-        if ch == ";":
-            emit()
-            i += 1
-            continue
-        if ch == "\n":
-            line += 1
-        buf.append(ch)
-        i += 1
-    emit()
-    return statements
-
-
-def _has_code(sql: str) -> bool:
-    stripped = re.sub(r"--[^\n]*", "", sql)
-    stripped = re.sub(r"/\*.*?\*/", "", stripped, flags=re.S)
-    return bool(stripped.strip())
-
-
-def parse_migration(path: Path) -> Migration:
-    match = FILE_PATTERN.match(path.name)
-    if not match:
-        raise MlwhError(f"{path.name}: migration files are named NNNN_slug.sql (slug: a-z, 0-9, _)")
-    raw = path.read_bytes()
-    text = raw.decode("utf-8")
-    lines = text.splitlines(keepends=True)
-    markers: list[tuple[int, str, str]] = []
-    for index, content in enumerate(lines):
-        found = MARKER.match(content.strip())
-        if found:
-            markers.append((index, found.group(1), found.group(2).strip()))
-    directions = [m[1] for m in markers]
-    if directions != ["up", "down"]:
-        raise MlwhError(
-            f"{path.name}: needs exactly one '-- migrate:up' followed by one '-- migrate:down' "
-            f"section (found {directions or 'none'})"
-        )
-    sections: dict[str, Section] = {}
-    for k, (index, direction, options) in enumerate(markers):
-        end = markers[k + 1][0] if k + 1 < len(markers) else len(lines)
-        body = "".join(lines[index + 1 : end])
-        reason = None
-        if direction == "down" and options.startswith("irreversible"):
-            reason = options.partition(":")[2].strip() or "declared irreversible"
-            if _has_code(body):
-                raise MlwhError(f"{path.name}: an irreversible down section must be empty")
-        elif options and options != "transaction:false":
-            raise MlwhError(f"{path.name}: unknown option {options!r} on line {index + 1}")
-        statements = tuple(split_statements(body, first_line=index + 2))
-        sections[direction] = Section(direction, options != "transaction:false", statements, reason)
-    return Migration(
-        version=match.group(1),
-        name=match.group(2),
-        path=path,
-        checksum=hashlib.sha256(raw).hexdigest(),
-        up=sections["up"],
-        down=sections["down"],
-        superuser=any(
-            RUNS_AS_SUPERUSER.match(line.strip()) for line in lines[: markers[0][0]]
-        ),
-    )
-
-
-# -- what a down section destroys ---------------------------------------------------------------
-IDENT = r'(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)'
-QUALIFIED = rf"{IDENT}(?:\s*\.\s*{IDENT})?"
-
-
-@dataclass(frozen=True)
-class Drop:
-    """A statement that destroys stored rows: drops a table, a column or a schema, or truncates."""
-
-    kind: str  # table, column, schema (with cascade) or truncate
-    relation: str  # as written: the table, or the schema for kind "schema"
-    column: str | None
-    line: int
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside parentheses and literals (sqlparse keeps a literal one token)."""
-    parts, depth, buf = [], 0, []
-    for token in sqlparse.parse(text)[0].flatten():
-        if token.ttype is sqlparse.tokens.Punctuation:
-            if token.value == "(":
-                depth += 1
-            elif token.value == ")":
-                depth -= 1
-            elif token.value == "," and depth == 0:
-                parts.append("".join(buf).strip())
-                buf = []
-                continue
-        buf.append(token.value)
-    parts.append("".join(buf).strip())
-    return [p for p in parts if p]
-
-
-def _names(text: str) -> list[str]:
-    return [n for n in _split_top_level(text) if re.fullmatch(QUALIFIED, n)]
-
-
-def _statement_drops(text: str, line: int) -> list[Drop]:
-    flags = re.IGNORECASE
-    if found := re.fullmatch(r"drop table (?:if exists )?(.+?)(?: cascade| restrict)?", text, flags):
-        return [Drop("table", n, None, line) for n in _names(found.group(1))]
-    if found := re.fullmatch(r"drop schema (?:if exists )?(.+?) cascade", text, flags):
-        return [Drop("schema", n, None, line) for n in _names(found.group(1))]
-    truncate = r"truncate (?:table )?(?:only )?(.+?)(?: (?:restart|continue) identity)?(?: cascade| restrict)?"
-    if found := re.fullmatch(truncate, text, flags):
-        return [Drop("truncate", n, None, line) for n in _names(found.group(1))]
-    alter = rf"alter table (?:if exists )?(?:only )?({QUALIFIED}) (.+)"
-    if found := re.fullmatch(alter, text, flags):
-        column = rf"drop (?:column )?(?:if exists )?({IDENT})(?: cascade| restrict)?"
-        return [
-            Drop("column", found.group(1), action.group(1), line)
-            for part in _split_top_level(found.group(2))
-            if (action := re.fullmatch(column, part, flags)) and action.group(1).lower() != "constraint"
-        ]
-    return []
-
-
-def destructive_steps(section: Section) -> list[Drop]:
-    """What the section's statements would drop with their rows, found by parsing them."""
-    drops: list[Drop] = []
-    for stmt in section.statements:
-        text = " ".join(sqlparse.format(stmt.sql, strip_comments=True).split())
-        drops.extend(_statement_drops(text, stmt.line))
-    return drops
-
-
-def default_directory() -> Path:
-    env = os.environ.get("MLWH_MIGRATIONS_DIR")
-    return Path(env).resolve() if env else db.project_dir() / "migrations"
-
-
-def load_migrations(directory: Path | None = None) -> list[Migration]:
-    directory = directory or default_directory()
-    if not directory.is_dir():
-        raise MlwhError(f"migrations directory {directory} does not exist")
-    migrations = [parse_migration(p) for p in sorted(directory.glob("*.sql"))]
-    seen: dict[str, str] = {}
-    for m in migrations:
-        if m.version in seen:
-            raise MlwhError(f"two migrations share version {m.version}: {seen[m.version]} and {m.filename}")
-        seen[m.version] = m.filename
-    return migrations
-
-
-# -- engine -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Applied:
     version: str
@@ -338,22 +77,6 @@ class Applied:
     checksum: str
     applied_at: object
 
-
-@dataclass(frozen=True)
-class Loss:
-    """Rows a down step would destroy, counted before anything runs."""
-
-    migration: Migration
-    drop: Drop
-    target: str  # schema-qualified table, or table.column
-    rows: int
-
-    def describe(self) -> str:
-        if self.drop.kind == "column":
-            return f"column {self.target} (set in {self.rows:,} rows)"
-        if self.drop.kind == "truncate":
-            return f"the rows of table {self.target} ({self.rows:,} rows)"
-        return f"table {self.target} ({self.rows:,} rows)"
 
 
 @dataclass(frozen=True)
@@ -572,21 +295,7 @@ class MigrationEngine:
     def data_losses(self, chosen: list[Migration]) -> list[Loss]:
         """The rows each down section in `chosen` would drop, in the order they would run."""
         with db.connect(self.info, autocommit=True) as conn:
-            return self._losses(conn, chosen)
-
-    @staticmethod
-    def _losses(conn: psycopg.Connection, chosen: list[Migration]) -> list[Loss]:
-        losses: list[Loss] = []
-        for m in chosen:
-            for drop in destructive_steps(m.down):
-                for schema, table, column in _targets(conn, drop):
-                    query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
-                    if column is not None:
-                        query += sql.SQL(" where {} is not null").format(sql.Identifier(column))
-                    rows = conn.execute(query).fetchone()[0]
-                    target = f"{schema}.{table}" + (f".{column}" if column is not None else "")
-                    losses.append(Loss(m, drop, target, rows))
-        return losses
+            return count_losses(conn, chosen)
 
     def rollback(
         self, to: str | None = None, steps: int | None = None, *, force: bool = False
@@ -611,7 +320,7 @@ class MigrationEngine:
                         f"{m.filename} is irreversible ({m.down.irreversible_reason}): "
                         "rollback stops before it"
                     )
-            losing = [loss for loss in self._losses(conn, chosen) if loss.rows]
+            losing = [loss for loss in count_losses(conn, chosen) if loss.rows]
             if losing and not force:
                 first = losing[0]
                 more = ""
@@ -773,22 +482,6 @@ class MigrationEngine:
         )
 
 
-def grant_database(conn: psycopg.Connection) -> None:
-    """The database-level privileges of the roles (docs/security.md), again: they live in
-    pg_database, so a copy made with CREATE DATABASE ... TEMPLATE starts without them."""
-    if conn.execute("select to_regprocedure('ml_ops.current_services()')").fetchone()[0] is None:
-        return
-    name = sql.Identifier(conn.info.dbname)
-    try:
-        conn.execute(sql.SQL("grant connect, create, temporary on database {} to {}").format(
-            name, sql.Identifier(OWNER_ROLE)))
-        conn.execute(sql.SQL(
-            "grant connect on database {} to mlwh_ingest, mlwh_service, mlwh_analyst, mlwh_maintainer"
-        ).format(name))
-    except pg_errors.InsufficientPrivilege:
-        pass  # a migrator that is not the database's owner: granted by whoever bootstrapped it
-
-
 def _normalize(version: str | None) -> str | None:
     if version is None:
         return None
@@ -800,45 +493,6 @@ def _normalize(version: str | None) -> str | None:
 def _blocker(exc: BaseException) -> str:
     return getattr(exc, "mlwh_blocker", None) or "another session holds a conflicting lock"
 
-
-def _targets(conn: psycopg.Connection, drop: Drop) -> list[tuple[str, str, str | None]]:
-    """The existing tables (schema, table, column or None) whose rows `drop` would destroy."""
-    if drop.kind == "schema":
-        rows = conn.execute(
-            """
-            select n.nspname, c.relname
-            from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
-            where n.nspname = %s and c.relkind in ('r', 'p') and not c.relispartition
-            order by c.relname
-            """,
-            [_unquote(drop.relation)],
-        ).fetchall()
-        return [(schema, table, None) for schema, table in rows]
-    row = conn.execute(
-        """
-        select n.nspname, c.relname
-        from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
-        where c.oid = to_regclass(%s) and c.relkind in ('r', 'p')
-        """,
-        [drop.relation],
-    ).fetchone()
-    if row is None:
-        return []  # already gone, or not a table: nothing stored to lose
-    if drop.column is None:
-        return [(row[0], row[1], None)]
-    column = _unquote(drop.column)
-    exists = conn.execute(
-        "select 1 from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
-        "and attnum > 0 and not attisdropped",
-        [drop.relation, column],
-    ).fetchone()
-    return [(row[0], row[1], column)] if exists else []
-
-
-def _unquote(identifier: str) -> str:
-    if identifier.startswith('"'):
-        return identifier[1:-1].replace('""', '"')
-    return identifier.lower()
 
 
 def _dependents_advice(exc: psycopg.Error, direction: str) -> str:
@@ -866,73 +520,17 @@ def migrate_to_head(info: db.ConnInfo, directory: Path | None = None) -> None:
     MigrationEngine(info, directory, say=lambda _msg: None).migrate()
 
 
-# -- files --------------------------------------------------------------------------------------
-TEMPLATE = """-- {title}
-
--- migrate:up
-
-
--- migrate:down
-
-"""
-
-
-def new_migration(slug: str, directory: Path | None = None) -> Path:
-    directory = directory or default_directory()
-    if not re.fullmatch(r"[a-z0-9_]+", slug):
-        raise MlwhError(f"slug {slug!r}: use lowercase letters, digits and underscores")
-    directory.mkdir(parents=True, exist_ok=True)
-    versions = [int(m.group(1)) for p in directory.glob("*.sql") if (m := FILE_PATTERN.match(p.name))]
-    path = directory / f"{(max(versions) if versions else 0) + 1:04d}_{slug}.sql"
-    path.write_text(TEMPLATE.format(title=slug.replace("_", " ").capitalize()))
-    return path
-
-
-def expected_macro_path() -> Path:
-    return db.project_dir() / "macros" / "migrations" / "_expected_migrations.sql"
-
-
-def render_expected_macro(migrations: list[Migration]) -> str:
-    items = ",\n".join(f'        ["{m.version}", "{m.name}"]' for m in migrations)
-    return (
-        "{# Generated by `mlwh migrations sync-dbt` from migrations/: do not edit. The\n"
-        "   check_migrations_applied on-run-start hook compares the database with this list. #}\n"
-        "{% macro expected_migrations() %}\n"
-        "    {{ return([\n" + items + "\n    ]) }}\n"
-        "{% endmacro %}\n"
-    )
-
-
-def sync_expected_macro(directory: Path | None = None) -> Path:
-    path = expected_macro_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_expected_macro(load_migrations(directory)))
-    return path
-
-
-def lint(directory: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run squawk over every migration file; the caller prints its report."""
-    directory = directory or default_directory()
-    squawk = Path(os.path.dirname(sys.executable)) / "squawk"
-    if not squawk.exists():
-        raise MlwhError("squawk is not installed: pip install -e '.[dev]'")
-    files = [str(m.path) for m in load_migrations(directory)]
-    return subprocess.run([str(squawk), *files], capture_output=True, text=True)
-
-
-def backup(info: db.ConnInfo, output: Path | None = None) -> Path:
-    """pg_dump (custom format) of the whole database, with the wheel's pg_dump."""
-    if output is None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        output = db.mlwh_home() / "backups" / f"{info.dbname}-{stamp}.dump"
-    output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    result = subprocess.run(
-        [str(db.pg_bin_dir() / "pg_dump"), "--format=custom", f"--file={output}", info.dbname],
-        env={**os.environ, **info.pg_env()},
-        capture_output=True,
-        text=True,
-        umask=0o077,  # a copy of every row: readable by its owner only, from its creation
-    )
-    if result.returncode != 0:
-        raise MlwhError(f"pg_dump failed: {result.stderr.strip()}", exit_code=2)
-    return output
+def grant_database(conn: psycopg.Connection) -> None:
+    """The database-level privileges of the roles (docs/security.md), again: they live in
+    pg_database, so a copy made with CREATE DATABASE ... TEMPLATE starts without them."""
+    if conn.execute("select to_regprocedure('ml_ops.current_services()')").fetchone()[0] is None:
+        return
+    name = sql.Identifier(conn.info.dbname)
+    try:
+        conn.execute(sql.SQL("grant connect, create, temporary on database {} to {}").format(
+            name, sql.Identifier(OWNER_ROLE)))
+        conn.execute(sql.SQL(
+            "grant connect on database {} to mlwh_ingest, mlwh_service, mlwh_analyst, mlwh_maintainer"
+        ).format(name))
+    except pg_errors.InsufficientPrivilege:
+        pass  # a migrator that is not the database's owner: granted by whoever bootstrapped it

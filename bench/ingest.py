@@ -10,6 +10,12 @@ Prints rows/s for each and the ratios, plus the latency of a write_prediction ca
 Targets: writer >= 5x seed-style, >= 100k rows/s on 2 cores, call p99 < 1 ms, and the writer's
 share of the COPY ceiling no lower than before the stricter validation (0.65).
 
+Two lines compare the writer's two paths on the same rows of one service: as mlwh_ingest (the
+trusted path: binary COPY straight into the table) and as that service's own login, which
+row-level security confines to its rows (the stage path: COPY into a temporary table, then
+INSERT ... SELECT, checked by the policies; docs/requirements.md#service-isolation). Target: the
+service path at least 0.7 of the trusted one.
+
 Two durable lines measure Writer(durable=True), whose calls return once the row is fsynced in
 the journal: one caller thread (an fsync per row) and 32 (callers share each fsync).
 
@@ -154,6 +160,19 @@ def writer(info: db.ConnInfo, n: int, spill: Path, batch_size: int | None) -> tu
     return elapsed, latencies
 
 
+def one_service_writer(info: db.ConnInfo, n: int, spill: Path) -> float:
+    """The writer on rows of one service (code-roach), for the trusted/RLS comparison."""
+    data = [{**r, "service_name": PAIRS[0][0], "prediction_type": PAIRS[0][1]} for r in rows(n, 6)]
+    w = Writer(info, spill_dir=spill)
+    started = time.perf_counter()
+    for r in data:
+        w.write_prediction(**r)
+    assert w.flush(timeout=900), "writer did not finish"
+    elapsed = time.perf_counter() - started
+    w.close()
+    return elapsed
+
+
 def durable_writer(info: db.ConnInfo, n: int, spill: Path, threads: int) -> tuple[float, list[float]]:
     """Writer(durable=True): each call returns once its row is fsynced in the journal; callers
     writing at the same time share one fsync (group commit)."""
@@ -215,6 +234,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows through the writer")
     parser.add_argument("--baseline-rows", type=int, default=100_000, help="rows per baseline")
     parser.add_argument("--batch-size", type=int, help="writer batch size (default: its own)")
+    parser.add_argument("--service-rows", type=int, default=200_000,
+                        help="rows through the trusted and the service (RLS) path each")
     parser.add_argument("--durable-rows", type=int, default=20_000,
                         help="rows through the durable writer, per thread count")
     args = parser.parse_args()
@@ -230,7 +251,7 @@ def main() -> int:
         migrate_to_head(info)
         from runner.dbt import Dbt
 
-        dbt = Dbt(info, target_path=home / "target", quiet=True)
+        dbt = Dbt(db.as_role(info, db.OWNER, server), target_path=home / "target", quiet=True)
         ensure_partitions(info, dbt=dbt)
         assert dbt.invoke(["seed"]).ok, "dbt seed failed"
     try:
@@ -268,6 +289,21 @@ def main() -> int:
             sys.setswitchinterval(default_interval)
         assert count(info) == args.rows
         results["writer, 1 ms switch"] = (args.rows, tuned)
+        # the trusted path against a service's own login under row-level security
+        from runner import roles
+
+        trusted_info = db.as_role(info, db.INGEST, server)
+        with db.connect(info, autocommit=True) as conn:
+            known = conn.execute("select to_regrole('svc_code-roach')").fetchone()[0]
+        service_info = (
+            roles.rotate(info, "svc_code-roach") if known else roles.add_service(info, "code-roach")
+        ).info
+        for name, who in (("writer as mlwh_ingest", trusted_info),
+                          ("writer as a service (RLS)", service_info)):
+            truncate(info)
+            results[name] = (args.service_rows, one_service_writer(who, args.service_rows,
+                                                                   home / "spool"))
+            assert count(info) == args.service_rows
         durable_latency = {}
         for threads in (1, 32):
             # one thread pays an fsync per row: a tenth of the rows tells its rate as well
@@ -299,6 +335,9 @@ def main() -> int:
             f"writer at {writer_rate / ceiling:.0%} of this database's COPY ceiling "
             f"({ceiling:,.0f} rows/s from one connection with no client work)"
         )
+        rls = results["writer as a service (RLS)"][1]
+        print(f"service path (row-level security) at {results['writer as mlwh_ingest'][1] / rls:.2f} "
+              "of the trusted path (target >= 0.7)")
         print(
             f"targets: writer >= 5x seed-style: {'met' if writer_rate / base >= 5 else 'MISSED'}; "
             f">= 100k rows/s: {'met' if writer_rate >= 100_000 else 'MISSED'}; "

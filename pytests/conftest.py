@@ -26,6 +26,9 @@ from runner.dbt import Dbt
 ROOT = Path(__file__).resolve().parent.parent
 MLWH = str(Path(sys.executable).parent / "mlwh")
 TEMPLATE_DB = "mlwh_template"
+# the suite's throwaway servers share one OS user (as root), instead of one user per instance;
+# pytests/test_security.py starts two servers with users of their own to check isolation
+os.environ.setdefault(db.SERVER_OS_USER_ENV, "mlwh-postgres")
 # Every module's database has this one name (modules run one after another): dbt's partial
 # parse is invalidated by any change of the profile's connection values, the database name
 # included, so one name lets all modules share one parse.

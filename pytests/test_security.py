@@ -6,8 +6,10 @@ rollback, a migrate and a full refresh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -340,3 +342,31 @@ def test_no_app_login_is_a_superuser(module_db: db.ConnInfo, pg_server: db.Embed
                 "select current_user, rolsuper from pg_roles where rolname = session_user"
             ).fetchone()
         assert (current, superuser) == (role, False)
+
+
+def test_one_instances_superuser_cannot_read_another_instances_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root, each embedded instance runs as an OS user of its own (docs/security.md)."""
+    if os.geteuid() != 0:
+        pytest.skip("one OS user per instance applies when mlwh runs as root")
+    monkeypatch.delenv(db.SERVER_OS_USER_ENV, raising=False)
+    first = db.EmbeddedServer(tmp_path / "first")
+    second = db.EmbeddedServer(tmp_path / "second")
+    try:
+        first.start()
+        second.start()
+        owners = {s.pgdata.stat().st_uid for s in (first, second)}
+        assert len(owners) == 2 and 0 not in owners
+        with db.connect(first.conninfo(), autocommit=True) as conn:
+            assert "PG_VERSION" in {r[0] for r in conn.execute("select pg_ls_dir('.')")}
+            with pytest.raises(psycopg.Error, match="[Pp]ermission denied"):
+                conn.execute("select pg_ls_dir(%s)", [str(second.pgdata)])
+            with pytest.raises(psycopg.Error, match="[Pp]ermission denied"):
+                conn.execute("select pg_read_file(%s)", [str(second.pgdata / "PG_VERSION")])
+    finally:
+        for server in (first, second):
+            server.stop()
+            with contextlib.suppress(KeyError):
+                user = pwd.getpwuid(server.pgdata.stat().st_uid).pw_name
+                subprocess.run(["userdel", user], check=False, capture_output=True)

@@ -35,8 +35,13 @@ from runner.errors import DatabaseUnavailable, MlwhError
 PROJECT_NAME = "ml_warehouse"
 DEFAULT_DBNAME = "mlwh"
 SUPERUSER = "postgres"
-# PostgreSQL refuses to run as root; when we are root the server runs as this unprivileged user.
-SERVER_OS_USER = "mlwh-postgres"
+# PostgreSQL refuses to run as root; when we are root each instance's server runs as an
+# unprivileged OS user of its own, mlwh-pg-<hash of its MLWH_HOME>, so that one instance's
+# superuser cannot read another instance's files (docs/security.md). MLWH_SERVER_OS_USER names
+# one instead (the test suite shares one across its throwaway servers); an existing data
+# directory keeps the user that owns it.
+SERVER_OS_USER_ENV = "MLWH_SERVER_OS_USER"
+SERVER_OS_USER_PREFIX = "mlwh-pg-"
 # Set by `mlwh env` so that PG* variables it exported are not mistaken for an external server.
 ENV_MARKER = "MLWH_EMBEDDED_HOME"
 PG_ENV_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE")
@@ -371,12 +376,12 @@ class EmbeddedServer:
                 )
 
     # -- process helpers -------------------------------------------------------------------
-    @staticmethod
-    def _os_user() -> str | None:
+    def _os_user(self) -> str | None:
         if os.geteuid() != 0:
             return None
+        name = self._os_user_name()
         try:
-            pwd.getpwnam(SERVER_OS_USER)
+            pwd.getpwnam(name)
         except KeyError:
             subprocess.run(
                 [
@@ -385,13 +390,22 @@ class EmbeddedServer:
                     "--no-create-home",
                     "--shell",
                     "/usr/sbin/nologin",
-                    SERVER_OS_USER,
+                    name,
                 ],
-                check=True,
+                check=False,  # another process may have added it meanwhile: checked below
                 capture_output=True,
                 text=True,
             )
-        return SERVER_OS_USER
+            pwd.getpwnam(name)
+        return name
+
+    def _os_user_name(self) -> str:
+        with contextlib.suppress(OSError, KeyError):
+            owner = pwd.getpwuid(self.pgdata.stat().st_uid).pw_name
+            if owner != "root":
+                return owner
+        digest = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:12]
+        return os.environ.get(SERVER_OS_USER_ENV) or SERVER_OS_USER_PREFIX + digest
 
     @staticmethod
     def _grant_traverse(path: Path) -> None:

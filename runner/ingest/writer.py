@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,10 @@ DEFAULT_STATS_INTERVAL_S = 30.0
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 5.0
 JOURNAL_ROTATE_BYTES = 64 * 1024 * 1024
+# Connections the sender COPYs over at once when several batches of one table wait. One backend
+# runs a COPY on one core; with two, the database uses the machine's second core while Python
+# waits on the network (bench/ingest.py). A second connection opens only under load.
+DEFAULT_CONNECTIONS = 2
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"
@@ -178,9 +184,12 @@ class Writer:
         connect_timeout: float = 5.0,
         writer_id: str | None = None,
         durable: bool = False,
+        connections: int = DEFAULT_CONNECTIONS,
     ) -> None:
-        if batch_size < 1 or queue_size < 1 or max_age_s <= 0:
-            raise ValueError("batch_size and queue_size must be >= 1 and max_age_s > 0")
+        if batch_size < 1 or queue_size < 1 or max_age_s <= 0 or connections < 1:
+            raise ValueError(
+                "batch_size, queue_size and connections must be >= 1 and max_age_s > 0"
+            )
         # durable=True: a write_* call returns once its row is fsynced in the journal (callers
         # writing at the same time share one fsync, like a producer's acks); otherwise it returns
         # at once and the row is journaled within max_age_s (docs/requirements.md#durability).
@@ -231,6 +240,9 @@ class Writer:
         self._backlog_rows = 0
 
         self._conn: psycopg.Connection | None = None
+        self.connections = connections
+        self._extra: list[psycopg.Connection] = []  # the sender's other connections, under load
+        self._pool: ThreadPoolExecutor | None = None
         self._down = False
         self._retry_at = 0.0
         self._retry_delay = RETRY_MIN_S
@@ -743,18 +755,34 @@ class Writer:
         if not self._backlog or (self._down and time.monotonic() < self._retry_at):
             return
         try:
-            conn = self._connection()
             while self._backlog:
-                batch = self._backlog[0]
-                self._write_batch(conn, batch)
-                with self._lock:
-                    self._backlog.popleft()
-                    self._backlog_rows -= batch.nrows
-                    if batch.journal is not None and batch.journal is not self._journal:
-                        self._adopted_left -= 1
-                        if not self._adopted_left:
-                            self._settled.notify_all()
-                self._batch_done(batch)
+                group = self._next_group()
+                conns = self._connections(len(group))
+                failure: BaseException | None = None
+                if len(group) == 1:
+                    self._write_batch(conns[0], group[0])
+                    self._batch_written(group[0])
+                    continue
+                # batches of one table side by side; any order among them is fine (each is its
+                # own transaction, ids are unique across them), tables stay in order
+                assert self._pool is not None
+                others = [
+                    self._pool.submit(self._write_batch, conn, batch)
+                    for conn, batch in zip(conns[1:], group[1:], strict=True)
+                ]
+                try:
+                    self._write_batch(conns[0], group[0])
+                    self._batch_written(group[0])
+                except Exception as exc:
+                    failure = exc
+                for future, batch in zip(others, group[1:], strict=True):
+                    try:
+                        future.result()
+                        self._batch_written(batch)
+                    except Exception as exc:
+                        failure = failure or exc
+                if failure is not None:
+                    raise failure
         except Exception as exc:
             self._disconnect()
             with self._lock:
@@ -780,6 +808,29 @@ class Writer:
                 log.info("writer %s: database reachable again", self.writer_id)
             self._down = False
 
+    def _next_group(self) -> list[Batch]:
+        """The first batch of the backlog and those right after it of the same table, up to one
+        per connection."""
+        with self._lock:
+            first = self._backlog[0]
+            group = [first]
+            for batch in itertools.islice(self._backlog, 1, self.connections):
+                if batch.table != first.table:
+                    break
+                group.append(batch)
+        return group
+
+    def _batch_written(self, batch: Batch) -> None:
+        with self._lock:
+            # by identity: dataclass equality would compare the payloads
+            del self._backlog[next(i for i, b in enumerate(self._backlog) if b is batch)]
+            self._backlog_rows -= batch.nrows
+            if batch.journal is not None and batch.journal is not self._journal:
+                self._adopted_left -= 1
+                if not self._adopted_left:
+                    self._settled.notify_all()
+        self._batch_done(batch)
+
     def _batch_done(self, batch: Batch) -> None:
         journal = batch.journal
         if journal is None:
@@ -794,18 +845,36 @@ class Writer:
         except OSError as exc:
             log.error("cannot update spill journal %s: %s", journal.path, exc)
 
+    def _open(self) -> psycopg.Connection:
+        # autocommit: a first-attempt batch is one COPY, its own transaction, so each batch
+        # costs two round trips (each one a wait for the GIL when callers are busy)
+        conn = db.connect(
+            self.info, connect_timeout=max(1, int(self.connect_timeout)), autocommit=True
+        )
+        try:
+            conn.execute("set application_name = 'mlwh-writer'")
+            for spec in TABLES.values():
+                conn.execute(spec.create_stage_sql())
+                conn.execute(spec.create_stage_sql(copy_format=1))  # old journals
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connections(self, n: int) -> list[psycopg.Connection]:
+        """The first connection and up to n - 1 others, opened on first need."""
+        first = self._connection()
+        self._extra = [c for c in self._extra if not c.closed]
+        while len(self._extra) < min(n, self.connections) - 1:
+            self._extra.append(self._open())
+        if self._pool is None and self.connections > 1:
+            self._pool = ThreadPoolExecutor(self.connections - 1, f"mlwh-writer-{self.writer_id}")
+        return [first, *self._extra][:n]
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            # autocommit: a first-attempt batch is one COPY, its own transaction, so each batch
-            # costs two round trips (each one a wait for the GIL when callers are busy)
-            conn = db.connect(
-                self.info, connect_timeout=max(1, int(self.connect_timeout)), autocommit=True
-            )
+            conn = self._open()
             try:
-                conn.execute("set application_name = 'mlwh-writer'")
-                for spec in TABLES.values():
-                    conn.execute(spec.create_stage_sql())
-                    conn.execute(spec.create_stage_sql(copy_format=1))  # old journals
                 self._load_types(conn)
             except BaseException:
                 conn.close()
@@ -814,6 +883,10 @@ class Writer:
         return self._conn
 
     def _disconnect(self) -> None:
+        for extra in self._extra:
+            with contextlib.suppress(Exception):
+                extra.close()
+        self._extra = []
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -979,6 +1052,8 @@ class Writer:
     def _shutdown(self) -> None:
         self._snapshot()
         self._disconnect()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         for journal in self._orphans:
             journal.close(remove=False)
         if self._journal is not None:

@@ -355,9 +355,7 @@ alter table ml_raw.ml_predictions disable row level security;
 drop function ml_ops.current_services();
 
 create or replace function ml_raw.ml_predictions_register() returns trigger
-language plpgsql
-security invoker
-as $$
+language plpgsql as $$
 declare
     bad record;
 begin
@@ -365,6 +363,7 @@ begin
     select prediction_id, created_at from inserted;
 
     if to_regclass('ml_ref.prediction_types') is not null then
+        -- one group per service and type: the check costs a hash aggregate, not a join per row
         select
             g.service_name,
             g.prediction_type,

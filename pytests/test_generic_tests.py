@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytests.conftest import as_owner
 from runner import db
 from runner.dbt import Dbt, DbtResult
 
@@ -37,8 +36,9 @@ def fx_dbt(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> 
             );
             """
         )
+    # the fixture's tables are the superuser's (made above): its dbt runs as that user too
     dbt = Dbt(
-        as_owner(module_db), project=FIXTURE, target_path=tmp_path_factory.mktemp("dq-target"), quiet=True
+        module_db, project=FIXTURE, target_path=tmp_path_factory.mktemp("dq-target"), quiet=True
     )
     assert dbt.invoke(["run"]).ok
     return dbt

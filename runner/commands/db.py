@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from runner import db
+from runner.errors import DatabaseUnavailable
 
 
 def _say(message: str) -> None:
@@ -77,7 +78,11 @@ def env_lines(target: db.Target) -> list[str]:
     from runner.dbt import Dbt
 
     target.start()
-    info = db.as_role(target.conninfo(), db.OWNER, target.server)
+    info = target.conninfo()
+    try:
+        info = db.as_role(info, db.OWNER, target.server)  # plain dbt and psql act as the owner
+    except DatabaseUnavailable:
+        pass  # env only prints settings: an unreachable server gets them as configured
     variables = Dbt(info).env()
     if target.server is not None:
         variables[db.ENV_MARKER] = str(target.server.home)

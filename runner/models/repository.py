@@ -925,7 +925,7 @@ class ModelRepository:
         with self._connection() as conn:
             types = conn.execute(
                 "select t.entity_type, t.dimension, count(e.entity_id) as entities, "
-                "to_regclass(format('ml_raw.%%I', 'embeddings_hnsw_' || left(md5(t.entity_type), "
+                "to_regclass(format('ml_raw.%I', 'embeddings_hnsw_' || left(md5(t.entity_type), "
                 "16))) is not null as has_hnsw_index "
                 "from ml_raw.embedding_types as t left join ml_raw.embeddings as e "
                 "on e.entity_type = t.entity_type group by t.entity_type, t.dimension "

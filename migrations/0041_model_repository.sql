@@ -215,7 +215,8 @@ begin
     select n.nspname into ext_schema
     from pg_extension as e inner join pg_namespace as n on e.extnamespace = n.oid
     where e.extname = 'vector';
-    -- HNSW indexes vectors of up to 2,000 dimensions; beyond, search is exact
+    -- HNSW indexes vectors of up to 2,000 dimensions; beyond, search is exact. ef_construction
+    -- 128 (pgvector's default is 64): a better graph for recall, bench/models.py
     if dim is null or ext_schema is null or dim > 2000 then
         return null;
     end if;
@@ -223,7 +224,8 @@ begin
         perform pg_advisory_xact_lock(hashtext('ml_raw.ensure_embedding_index'));
         execute format(
             'create index if not exists %I on ml_raw.embeddings using hnsw '
-            '((embedding::%I.vector(%s)) %I.vector_cosine_ops) where entity_type = %L',
+            '((embedding::%I.vector(%s)) %I.vector_cosine_ops) with (m = 16, ef_construction = 128) '
+            'where entity_type = %L',
             index_name, ext_schema, dim, ext_schema, p_entity_type
         );
     end if;

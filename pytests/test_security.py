@@ -73,7 +73,7 @@ def secured(module_db: db.ConnInfo, dbt: Dbt) -> dict[str, str]:
             known = conn.execute("select to_regrole(%s)", ["svc_" + service]).fetchone()[0]
         if known is None:
             roles.add_service(module_db, service)
-    names = {"owner": db.OWNER, "ingest": db.INGEST, "service": "svc_" + MINE}
+    names = {"owner": db.OWNER, "ingest": db.INGEST, "service": "svc_" + MINE, "models": db.MODELS}
     for kind in ("analyst", "maintainer"):
         name = f"t_{kind}"
         with db.connect(module_db, autocommit=True) as conn:

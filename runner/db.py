@@ -551,6 +551,7 @@ OWNER = "mlwh_owner"  # migrations, dbt, partitions, retention
 INGEST = "mlwh_ingest"  # the writer and `mlwh ingest`
 ANALYST = "mlwh_analyst"  # the report: marts and reference data
 MAINTAINER = "mlwh_maintainer"  # maintenance: statistics, locks, sessions
+MODELS = "mlwh_models"  # the model repository (runner.models): models, embeddings, cache, metrics
 APP_LOGIN_PREFIX = "mlwh_app_"  # the embedded server's own login per job: mlwh_app_owner, ...
 
 

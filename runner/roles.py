@@ -34,6 +34,7 @@ GROUP_ROLES = {
     "mlwh_service": "parent of mlwh_svc_<service>: reads and inserts its own services' rows",
     db.ANALYST: "reads the marts and reference data",
     db.MAINTAINER: "pg_monitor, pg_signal_backend (pg_maintain on PostgreSQL 17+)",
+    db.MODELS: "the model repository: models, embeddings, prediction cache, training metrics",
 }
 
 

@@ -17,6 +17,8 @@
         ["0022", "prediction_identity_and_bounds"],
         ["0023", "archive_parents"],
         ["0024", "learning_events_service_name"],
-        ["0025", "roles_and_policies"]
+        ["0025", "roles_and_policies"],
+        ["0040", "models_role"],
+        ["0041", "model_repository"]
     ]) }}
 {% endmacro %}

@@ -532,5 +532,8 @@ def grant_database(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL(
             "grant connect on database {} to mlwh_ingest, mlwh_service, mlwh_analyst, mlwh_maintainer"
         ).format(name))
+        if conn.execute("select to_regrole(%s)", [db.MODELS]).fetchone()[0] is not None:
+            conn.execute(sql.SQL("grant connect on database {} to {}").format(
+                name, sql.Identifier(db.MODELS)))
     except pg_errors.InsufficientPrivilege:
         pass  # a migrator that is not the database's owner: granted by whoever bootstrapped it

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""The model repository's search and cache, measured (docs/requirements.md#model-embeddings-search,
+#model-cache).
+
+  embeddings  --vectors (50,000) random vectors of --dim (128) dimensions, gathered around
+              1,000 centres as embeddings of related items are, saved with one
+              batch_save_embeddings (COPY, then the type's HNSW index is built); --queries
+              searches for the top 10 by cosine distance through the HNSW index, with recall
+              against exact numpy search (target >= 0.95) and the latency of each call
+              (p50, p95), next to exact=True (pgvector without the index) as the baseline.
+  cache       --entries (100,000) cache entries, a tenth of them expired; get_cached_predictions
+              on random live keys (p50, p99) next to a plain SELECT of the same row by its
+              unique key on a connection of the same role (target: get p99 within 2x), and
+              every expired key looked up once (none may come back).
+
+Both run as mlwh_models, as applications do. By default a throw-away embedded server runs in a
+temporary MLWH_HOME; --use-target uses a scratch database on the server mlwh resolves to.
+
+    .venv/bin/python bench/models.py [--vectors 50000] [--dim 128] [--queries 200]
+                                     [--entries 100000] [--use-target]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from psycopg import sql
+
+from runner import db
+from runner.models import ModelRepository, RepositoryConfig
+
+BENCH_DB = "mlwh_bench_models"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _prepare_database(admin: db.ConnInfo) -> db.ConnInfo:
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DB))
+        )
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DB)))
+    info = admin.with_dbname(BENCH_DB)
+    from runner.migrations import migrate_to_head
+
+    migrate_to_head(info)
+    return info
+
+
+def _ms(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1000, q))
+
+
+def _clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Vectors around 1,000 fixed centres, as embeddings of related items gather. (Isotropic
+    noise in 128 dimensions is the worst case for any graph index: every point is almost as far
+    as every other; docs/models.md gives its recall.)"""
+    centres = np.random.default_rng(0).normal(size=(1000, dim))
+    return centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.5, size=(n, dim))
+
+
+def bench_embeddings(repo: ModelRepository, n: int, dim: int, queries: int) -> None:
+    rng = np.random.default_rng(42)
+    points = _clustered(rng, n, dim)
+    started = time.perf_counter()
+    repo.batch_save_embeddings((("bench", f"e{i}", p) for i, p in enumerate(points)))
+    elapsed = time.perf_counter() - started
+    _say(f"saved {n:,} vectors of {dim} dimensions in {elapsed:.1f} s ({n / elapsed:,.0f}/s, "
+         f"COPY and HNSW build)")  # fmt: skip
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    recalls, hnsw, exact = [], [], []
+    for q in _clustered(rng, queries, dim):
+        truth = {f"e{i}" for i in np.argsort(1 - unit @ (q / np.linalg.norm(q)))[:10]}
+        t0 = time.perf_counter()
+        found = repo.search_embeddings("bench", q, 10)
+        hnsw.append(time.perf_counter() - t0)
+        recalls.append(len(truth & {e for e, _ in found}) / 10)
+        if len(exact) < 20:  # the scan is slow: a sample is enough for its percentiles
+            t0 = time.perf_counter()
+            repo.search_embeddings("bench", q, 10, exact=True)
+            exact.append(time.perf_counter() - t0)
+    recall = float(np.mean(recalls))
+    verdict = "meets" if recall >= 0.95 else "MISSES"
+    _say(f"top-10 recall of HNSW against exact numpy search: {recall:.3f} over {queries} queries "
+         f"({verdict} the >= 0.95 target)")  # fmt: skip
+    _say(f"search latency  HNSW: p50 {_ms(hnsw, 50):.2f} ms, p95 {_ms(hnsw, 95):.2f} ms   "
+         f"exact (baseline, {len(exact)} queries): p50 {_ms(exact, 50):.1f} ms, "
+         f"p95 {_ms(exact, 95):.1f} ms")  # fmt: skip
+
+
+def bench_cache(repo: ModelRepository, info: db.ConnInfo, admin: db.ConnInfo, entries: int) -> None:
+    expired = entries // 10
+    with db.connect(admin, autocommit=True) as conn:  # the fill is setup, not measured
+        conn.execute(
+            "insert into ml_raw.prediction_cache (cache_key, predictions, metadata, cached_at, "
+            "expires_at) select 'key_' || i, convert_to('{\"scores\": [0.9, 0.8, 0.7]}', 'UTF8'), "
+            "'{\"encoding\": \"json\"}', now() - interval '2 hours', "
+            "case when i <= %s then now() - interval '1 hour' else now() + interval '1 day' end "
+            "from generate_series(1, %s) as i",
+            [expired, entries],
+        )
+        conn.execute("vacuum analyze ml_raw.prediction_cache")
+    rng = random.Random(7)
+    keys = [f"key_{rng.randint(expired + 1, entries)}" for _ in range(5000)]
+    for key in keys[:200]:  # warm both paths
+        repo.get_cached_predictions(key)
+    gets, selects = [], []
+    with db.connect(info, autocommit=True) as plain:
+        for key in keys[:200]:
+            plain.execute("select predictions from ml_raw.prediction_cache where cache_key = %s", [key])
+        for key in keys:
+            t0 = time.perf_counter()
+            assert repo.get_cached_predictions(key) is not None
+            gets.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            plain.execute(
+                "select predictions from ml_raw.prediction_cache where cache_key = %s", [key]
+            ).fetchone()
+            selects.append(time.perf_counter() - t0)
+    returned = sum(repo.get_cached_predictions(f"key_{i}") is not None for i in range(1, expired + 1))
+    ratio = _ms(gets, 99) / _ms(selects, 99)
+    verdict = "meets" if ratio <= 2 else "MISSES"
+    _say(f"cache of {entries:,} entries ({expired:,} expired): {len(keys):,} gets of live keys")
+    _say(f"get_cached_predictions  p50 {_ms(gets, 50):.3f} ms, p99 {_ms(gets, 99):.3f} ms   "
+         f"plain SELECT by key: p50 {_ms(selects, 50):.3f} ms, p99 {_ms(selects, 99):.3f} ms   "
+         f"p99 ratio {ratio:.2f}x ({verdict} the <= 2x target)")  # fmt: skip
+    _say(f"expired entries returned: {returned} of {expired:,} looked up")
+
+
+def run(admin: db.ConnInfo, server: db.EmbeddedServer | None, args: argparse.Namespace) -> None:
+    info = db.as_role(admin, db.MODELS, server)
+    _say(f"PostgreSQL {info.where}, database {info.dbname}, as {info.user}")
+    config = RepositoryConfig(pool_size=2, max_overflow=2, query_timeout=600)
+    with ModelRepository(info, config=config) as repo:
+        if repo.vector_schema is None:
+            _say("pgvector is not installed here: every search is exact")
+        bench_embeddings(repo, args.vectors, args.dim, args.queries)
+        bench_cache(repo, info, admin, args.entries)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vectors", type=int, default=50_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument(
+        "--use-target",
+        action="store_true",
+        help="use the server mlwh resolves to (scratch database) instead of a temporary one",
+    )
+    args = parser.parse_args()
+    if args.use_target:
+        target = db.resolve()
+        target.start()
+        run(_prepare_database(target.conninfo().with_dbname("postgres")), target.server, args)
+        return 0
+    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))
+    server = db.EmbeddedServer(home)
+    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
+    server.start()
+    try:
+        run(_prepare_database(server.conninfo("postgres")), server, args)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

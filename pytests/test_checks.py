@@ -104,7 +104,8 @@ def generate_clean(conn: psycopg.Connection) -> None:
 def build(
     info: db.ConnInfo, home: Path, *select: str, dbt_vars: dict[str, Any] | None = None
 ) -> None:
-    args = ["build", "--exclude", "resource_type:test"]
+    # the marts alone: the unit tests are test_marts' (they would only add time here)
+    args = ["build", "--exclude", "resource_type:test", "resource_type:unit_test"]
     if select:
         # select +mart_monitoring_alerts: recreating a staging view drops the views on it (cascade)
         # and --full-refresh: the faults are injected by rewriting days the incremental marts

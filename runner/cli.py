@@ -180,14 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     # pass-through commands: everything after them belongs to psql or dbt, options included
+    # (and they skip building the parser, which imports every command's module)
     if argv[:2] == ["db", "psql"]:
         args = argparse.Namespace(func=cmd_db_psql, psql_args=argv[2:])
     elif argv[:1] == ["dbt"]:
         args = argparse.Namespace(func=cmd_dbt, dbt_args=argv[1:])
     else:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
     except MlwhError as exc:

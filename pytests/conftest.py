@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,23 +122,13 @@ def rename_database(admin: db.ConnInfo, name: str, new_name: str) -> db.ConnInfo
     """Rename a database (replacing any of the new name), e.g. after building it as MODULE_DB."""
     drop_database(admin, new_name)
     with db.connect(admin, autocommit=True) as conn:
+        # dbt closes its connections after each call; the server itself waits (up to 5 s) for
+        # backends that are still exiting, so no retry is needed here
         conn.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity"
-            " where datname = %s and pid <> pg_backend_pid()",
-            (name,),
+            sql.SQL("alter database {} rename to {}").format(
+                sql.Identifier(name), sql.Identifier(new_name)
+            )
         )
-        for attempt in range(50):  # a terminated backend takes a moment to go
-            try:
-                conn.execute(
-                    sql.SQL("alter database {} rename to {}").format(
-                        sql.Identifier(name), sql.Identifier(new_name)
-                    )
-                )
-                break
-            except psycopg.errors.ObjectInUse:
-                if attempt == 49:
-                    raise
-                time.sleep(0.1)
     return admin.with_dbname(new_name)
 
 

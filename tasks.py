@@ -2,9 +2,14 @@
 """Bootstrap and developer tasks, needing nothing but Python 3.11+ and a package index.
 
 python3 tasks.py demo    install into .venv, then run `mlwh demo`
-python3 tasks.py test    install into .venv (with dev tools), lint, run every test, then the
+python3 tasks.py test    install into .venv (with dev tools), lint, run every test and the
                          tests marked `external` against a PostgreSQL 15 server
 python3 tasks.py lint    ruff, sqlfluff and squawk only
+
+`test` runs its steps side by side, each timed: the suite in two pytest-xdist workers (whole
+modules each), and next to it sqlfluff and the PostgreSQL 15 tests, whose output is printed
+when they end. Most of the suite's time is dbt and the server answering, so two workers and
+the steps beside them keep both cores busy; each step has its own servers and directories.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 import venv
 from pathlib import Path
 
@@ -23,15 +31,35 @@ BIN = VENV / "bin"
 PG15_BIN = Path(os.environ.get("MLWH_PG15_BIN", "/usr/lib/postgresql/15/bin"))
 
 
-def run(*cmd: str | Path, check: bool = True, env: dict[str, str] | None = None) -> int:
-    print("+ " + " ".join(str(c) for c in cmd), flush=True)
+def run(
+    *cmd: str | Path,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    output: list[str] | None = None,
+) -> int:
+    """Run a command in ROOT; with `output`, collect what it prints there instead of showing it."""
+    line = "+ " + " ".join(str(c) for c in cmd)
     env = {
         **os.environ,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         **(env or {}),
     }
-    code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+    if output is None:
+        print(line, flush=True)
+        code = subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+    else:
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        output += [line, proc.stdout]
+        code = proc.returncode
     if check and code != 0:
         sys.exit(code)
     return code
@@ -62,17 +90,24 @@ def lint() -> None:
     """ruff over the Python, squawk over the migrations, sqlfluff over the dbt SQL."""
     run(BIN / "ruff", "check", ".")
     run(BIN / "mlwh", "migrations", "lint")  # squawk: reads the files, needs no database
+    code = lint_sql()
+    if code != 0:
+        sys.exit(code)
+
+
+def lint_sql(output: list[str] | None = None) -> int:
+    """sqlfluff over the dbt SQL (`mlwh lint`); its exit code."""
     # sqlfluff's dbt templater compiles the project, which needs the database: stop the embedded
     # server afterwards only if this task is the one that started it
-    was_running = run(BIN / "mlwh", "db", "status", check=False) == 0
+    was_running = run(BIN / "mlwh", "db", "status", check=False, output=output) == 0
     try:
-        run(BIN / "mlwh", "lint")
+        return run(BIN / "mlwh", "lint", check=False, output=output)
     finally:
         if not was_running:
-            run(BIN / "mlwh", "db", "stop", check=False)
+            run(BIN / "mlwh", "db", "stop", check=False, output=output)
 
 
-def run_postgres_15_tests() -> int:
+def run_postgres_15_tests(output: list[str] | None = None) -> int:
     """The tests marked `external` against PostgreSQL 15, reached as an external server.
 
     "Any PostgreSQL 15+" is a promise: the oldest version runs the migrations, writer and marts
@@ -94,9 +129,80 @@ def run_postgres_15_tests() -> int:
         "pytest",
         "-m",
         "external",
+        f"--basetemp={basetemp('postgres-15')}",
         check=False,
         env={"MLWH_TEST_EXTERNAL_BIN": str(PG15_BIN)},
+        output=output,
     )
+
+
+def basetemp(step: str) -> Path:
+    """A pytest base directory of this checkout's own, one per step.
+
+    pytest's default (/tmp/pytest-of-USER/pytest-N, the newest few kept) is shared by every
+    session of the same user: another checkout's sessions can delete it, the session's
+    servers and all, while it runs. pytest empties this one when the step starts.
+    """
+    tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+    parent = Path(tempfile.gettempdir()) / f"mlwh-tests-{tag}"
+    parent.mkdir(mode=0o700, exist_ok=True)
+    return parent / step
+
+
+class Step(threading.Thread):
+    """A step run beside the suite: its output is kept and printed when it ends."""
+
+    def __init__(self, name: str, target) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(daemon=True)
+        self.name, self.target_step = name, target
+        self.output: list[str] = []
+        self.code = 2
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            self.code = self.target_step(self.output)
+        finally:
+            self.seconds = time.monotonic() - started
+
+    def report(self) -> int:
+        self.join()
+        print(f"=== {self.name}: exit {self.code} after {self.seconds:.0f} s", flush=True)
+        print("".join(line if line.endswith("\n") else line + "\n" for line in self.output), end="")
+        return self.code
+
+
+def test(rest: list[str]) -> int:
+    """Lint and every test; the steps run side by side (see the module's docstring)."""
+    started = time.monotonic()
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "mlwh", "migrations", "lint")  # squawk: reads the files, needs no database
+    if rest:  # a selection (`test -k foundation`) runs only what it names
+        code = lint_sql()
+        return code or run(BIN / "python", "-m", "pytest", *rest, check=False)
+    beside = [Step("sqlfluff", lint_sql), Step("PostgreSQL 15 tests", run_postgres_15_tests)]
+    for step in beside:
+        step.start()
+    suite = time.monotonic()
+    # two workers, each taking whole modules (their fixtures are per module); pytest-xdist
+    # is pinned in pyproject.toml
+    code = run(
+        BIN / "python",
+        "-m",
+        "pytest",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--durations=20",
+        f"--basetemp={basetemp('suite')}",
+        check=False,
+    )
+    print(f"=== test suite: exit {code} after {time.monotonic() - suite:.0f} s", flush=True)
+    codes = [step.report() for step in beside]
+    print(f"=== tasks.py test: {time.monotonic() - started:.0f} s in all", flush=True)
+    return code or next((c for c in codes if c), 0)
 
 
 def main(argv: list[str]) -> int:
@@ -107,12 +213,7 @@ def main(argv: list[str]) -> int:
         return run(BIN / "mlwh", "demo", *rest, check=False)
     if task == "test":
         install("dev")
-        lint()
-        code = run(BIN / "python", "-m", "pytest", *rest, check=False)
-        if rest:  # a selection (`test -k foundation`) runs only what it names
-            return code
-        external = run_postgres_15_tests()
-        return code or external
+        return test(rest)
     if task == "lint":
         install("dev")
         lint()

@@ -12,6 +12,10 @@ earliest `started_at` in `run_results.json`, or `sources.json` for `mlwh check`,
 freshness step comes first): interpreter start, imports, parse and on-run-start hooks. Target:
 warm at most 3 s (docs/requirements.md#dbt-partial-parse); the cold figure is the baseline.
 
+The floor is what any in-process dbt call pays before it can start: a new interpreter that
+imports the runner's CLI and dbt's (`warm - floor` is what partial parsing, the connection and
+the hooks still cost).
+
     .venv/bin/python bench/dbt_overhead.py [--repeat 3]
 """
 
@@ -66,6 +70,17 @@ def overhead(args: list[str], artifact: str, env: dict[str, str], target: Path) 
     return _first_node_start(target / artifact) - launched
 
 
+def floor(repeat: int) -> float:
+    """Seconds to start an interpreter and import the runner's CLI and dbt's."""
+    code = "import runner.cli, dbt.cli.main"
+    times = []
+    for _ in range(repeat):
+        launched = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+        times.append(time.perf_counter() - launched)
+    return statistics.median(times)
+
+
 def run(home: Path, repeat: int) -> None:
     env = {
         key: value
@@ -73,6 +88,7 @@ def run(home: Path, repeat: int) -> None:
         if key not in db.PG_ENV_VARS and key not in ("PGPASSWORD", "MLWH_DATABASE_URL")
     }
     env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
+    _say(f"floor (interpreter + imports): {floor(repeat):.2f} s")
     _say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10}")
     for name, (args, artifact) in COMMANDS.items():
         cold, warm = [], []

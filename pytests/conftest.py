@@ -105,14 +105,11 @@ def admin_info(pg_server: db.EmbeddedServer) -> db.ConnInfo:
 
 @pytest.fixture(scope="session")
 def template_db(admin_info: db.ConnInfo, pg_home: Path) -> str:
-    with db.connect(admin_info, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEMPLATE_DB))
-        )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE_DB)))
-    _prepare_template(
-        admin_info.with_dbname(TEMPLATE_DB), dbt_target(pg_home, ROOT, TEMPLATE_DB)
-    )
+    # prepared under the modules' database name, then renamed: the parse of its dbt call is
+    # the one every module's `dbt` goes on with
+    info = create_database(admin_info, MODULE_DB, None)
+    _prepare_template(info, dbt_target(pg_home, ROOT, MODULE_DB))
+    rename_database(admin_info, MODULE_DB, TEMPLATE_DB)
     return TEMPLATE_DB
 
 
@@ -140,6 +137,20 @@ def drop_database(admin: db.ConnInfo, name: str) -> None:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
+
+
+def rename_database(admin: db.ConnInfo, name: str, new_name: str) -> db.ConnInfo:
+    """Rename a database (replacing any of the new name), e.g. after building it as MODULE_DB."""
+    drop_database(admin, new_name)
+    with db.connect(admin, autocommit=True) as conn:
+        # dbt closes its connections after each call; the server itself waits (up to 5 s) for
+        # backends that are still exiting, so no retry is needed here
+        conn.execute(
+            sql.SQL("alter database {} rename to {}").format(
+                sql.Identifier(name), sql.Identifier(new_name)
+            )
+        )
+    return admin.with_dbname(new_name)
 
 
 @pytest.fixture(scope="module")

@@ -19,19 +19,21 @@ import pytest
 from psycopg.rows import dict_row
 
 from pytests.conftest import (
+    MODULE_DB,
     ROOT,
     as_owner,
     create_database,
     dbt_target,
     drop_database,
     mlwh_env,
+    rename_database,
     run_mlwh,
 )
 from runner import db
 from runner.dbt import Dbt
 
 CLEAN_DB = "t_checks_clean"
-SCENARIO_DB = "t_checks_scenario"
+SCENARIO_DB = MODULE_DB
 PER_DAY = 20
 DAYS = 36
 
@@ -103,7 +105,8 @@ def generate_clean(conn: psycopg.Connection) -> None:
 def build(
     info: db.ConnInfo, home: Path, *select: str, dbt_vars: dict[str, Any] | None = None
 ) -> None:
-    args = ["build", "--exclude", "resource_type:test"]
+    # the marts alone: the unit tests are test_marts' (they would only add time here)
+    args = ["build", "--exclude", "resource_type:test", "resource_type:unit_test"]
     if select:
         # select +mart_monitoring_alerts: recreating a staging view drops the views on it (cascade)
         # and --full-refresh: the faults are injected by rewriting days the incremental marts
@@ -121,13 +124,16 @@ def build(
 def clean_db(
     admin_info: db.ConnInfo, template_db: str, pg_home: Path
 ) -> Iterator[db.ConnInfo]:
-    info = create_database(admin_info, CLEAN_DB, template_db)
-    target = dbt_target(pg_home, ROOT, CLEAN_DB)
+    # built under the scenarios' name, then renamed: one dbt parse serves the build, every
+    # scenario's build and every `mlwh check` (see conftest.MODULE_DB)
+    info = create_database(admin_info, SCENARIO_DB, template_db)
+    target = dbt_target(pg_home, ROOT, SCENARIO_DB)
     assert Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True).invoke(["seed"]).ok
     with db.connect(info, autocommit=True) as conn:
         generate_clean(conn)
     build(info, pg_home)
-    yield info
+    clean = rename_database(admin_info, SCENARIO_DB, CLEAN_DB)
+    yield clean
     drop_database(admin_info, CLEAN_DB)
 
 

@@ -58,9 +58,11 @@ def test_check_leaves_no_temporary_folders(
 
 
 def test_connection_options_reach_dbt(module_db: db.ConnInfo, dbt: Dbt) -> None:
+    # targets of their own: another profile would undo the partial parse of the shared one
+    options_target = Path(f"{dbt.target_path}-options")
     probe = replace(module_db, extra={"application_name": "mlwh-probe"})
     query = "select 1 as hit where current_setting('application_name') = 'mlwh-probe'"
-    result = Dbt(probe, project=ROOT, target_path=dbt.target_path, quiet=True).invoke(
+    result = Dbt(probe, project=ROOT, target_path=options_target, quiet=True).invoke(
         ["show", "--inline", query]
     )
     assert result.ok, result.exception
@@ -69,7 +71,7 @@ def test_connection_options_reach_dbt(module_db: db.ConnInfo, dbt: Dbt) -> None:
     tls = replace(module_db, extra={"sslmode": "require"})
     with pytest.raises(DatabaseUnavailable):
         db.connect(tls)
-    refused = Dbt(tls, project=ROOT, target_path=dbt.target_path, quiet=True).invoke(
+    refused = Dbt(tls, project=ROOT, target_path=options_target, quiet=True).invoke(
         ["show", "--inline", "select 1 as one"]
     )
     assert not refused.ok

@@ -124,8 +124,9 @@ def test_database_url_points_everything_at_another_server(
             'set -e; eval "$(mlwh env)"; cd /tmp; psql -tAc "select current_setting(\'port\')"; '
             f"cd {ROOT}; mlwh migrate > /dev/null; dbt debug --quiet; "
             # the seeds are enough to show where dbt writes (the full build is
-            # test_env_makes_plain_dbt_and_psql_work's)
-            "dbt build --quiet --select path:seeds --target-path $TMPDIR/target-ext"
+            # test_env_makes_plain_dbt_and_psql_work's); the target of `mlwh dbt` below, whose
+            # parse this one spares
+            'dbt build --quiet --select path:seeds --target-path "$DBT_TARGET_PATH"'
         )
         result = _shell(script, env)
         assert result.returncode == 0, result.stdout + result.stderr

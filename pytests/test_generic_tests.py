@@ -138,7 +138,11 @@ def test_recency_names_the_stale_group(fx: psycopg.Connection, fx_dbt: Dbt) -> N
 
 
 def test_recency_rejects_a_bad_datepart(fx: psycopg.Connection, fx_dbt: Dbt) -> None:
-    result = fx_dbt.invoke(
+    # its own target: other --vars would undo the partial parse of the module's one
+    varied = Dbt(
+        fx_dbt.conninfo, project=FIXTURE, target_path=Path(f"{fx_dbt.target_path}-vars"), quiet=True
+    )
+    result = varied.invoke(
         ["test", "--select", "test_name:recency", "--vars", "{recency_datepart: fortnight}"]
     )
     assert not result.ok

@@ -419,15 +419,21 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
             )
         )
         load(conn, data, None, boundaries[0])
-        first = dbt.invoke(["build", *SELECT, *dbt_vars(now)])
+        # targets of their own: other --vars would undo the partial parse of the shared one
+        varied = Dbt(
+            module_db, project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True
+        )
+        first = varied.invoke(["build", *SELECT, *dbt_vars(now)])
         assert first.ok, [
             (r["unique_id"], r.get("message"))
             for r in first.results
             if r.get("status") not in ("pass", "success")
         ]
-        # its own target: other --vars would undo the partial parse of the shared one
         incremental = Dbt(
-            as_owner(module_db), project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True
+            as_owner(module_db),
+            project=ROOT,
+            target_path=Path(f"{dbt.target_path}-vars-incremental"),
+            quiet=True,
         )
         for start, end in zip(boundaries, boundaries[1:], strict=False):
             load(conn, data, start, end)
@@ -442,7 +448,7 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
                     sql.Identifier(schema, table),
                 )
             )
-        full = dbt.invoke(["build", *SELECT, *dbt_vars(now), "--full-refresh"])
+        full = varied.invoke(["build", *SELECT, *dbt_vars(now), "--full-refresh"])
         assert full.ok, [
             (r["unique_id"], r.get("message"))
             for r in full.results

@@ -12,7 +12,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytests.conftest import MLWH, ROOT, create_database, drop_database, mlwh_env, run_mlwh
+from pytests.conftest import (
+    MLWH,
+    MODULE_DB,
+    ROOT,
+    create_database,
+    drop_database,
+    mlwh_env,
+    run_mlwh,
+)
 from runner import db, migrations
 from runner.errors import MlwhError
 
@@ -335,15 +343,22 @@ def test_new_creates_next_numbered_file_that_migrate_refuses_while_empty(
         migrations.parse_migration(write(tmp_path, "0009_bad.sql", "select 1;\n"))
 
 
-def test_dbt_run_stops_when_migrations_are_behind(fresh: db.ConnInfo, pg_home: Path) -> None:
-    engine(fresh).migrate(to="0004")
-    env = mlwh_env(pg_home, dbname=fresh.dbname)
-    result = run_mlwh("dbt", "seed", "--target-path", str(pg_home / "target-behind"), env=env)
-    assert result.returncode != 0
-    assert "behind its migrations; pending: 0005_" in result.stdout
-    assert "mlwh migrate" in result.stdout
-    with db.connect(fresh) as conn:
-        assert conn.execute("select to_regclass('ml_ref.services')").fetchone()[0] is None
+def test_dbt_run_stops_when_migrations_are_behind(
+    admin_info: db.ConnInfo, pg_home: Path
+) -> None:
+    # the modules' database name, so that dbt goes on with their parse (conftest.MODULE_DB)
+    fresh = create_database(admin_info, MODULE_DB, None)
+    try:
+        engine(fresh).migrate(to="0004")
+        env = mlwh_env(pg_home, dbname=fresh.dbname)
+        result = run_mlwh("dbt", "seed", env=env)
+        assert result.returncode != 0
+        assert "behind its migrations; pending: 0005_" in result.stdout
+        assert "mlwh migrate" in result.stdout
+        with db.connect(fresh) as conn:
+            assert conn.execute("select to_regclass('ml_ref.services')").fetchone()[0] is None
+    finally:
+        drop_database(admin_info, MODULE_DB)
 
 
 def test_backup_writes_a_restorable_dump(fresh: db.ConnInfo, pg_home: Path, tmp_path: Path) -> None:

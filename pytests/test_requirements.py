@@ -216,7 +216,9 @@ def built(module_db: db.ConnInfo, dbt: Dbt) -> Dbt:
             "select gen_random_uuid(), now() - i * interval '1 hour', 'code-roach', "
             "'code-quality', 0.5, 0.8 from generate_series(1, 48) as i"
         )
-    result = dbt.invoke(
+    # its own target: other --vars would undo the partial parse of the shared one
+    varied = Dbt(module_db, project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True)
+    result = varied.invoke(
         ["build", "--select", *MONITORED, "--exclude", "resource_type:test",
          "resource_type:unit_test", "--vars", json.dumps({"alert_database_max_bytes": 1})]
     )  # fmt: skip

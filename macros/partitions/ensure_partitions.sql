@@ -9,7 +9,9 @@
     bounds (so ATTACH does not scan it), filled from the default partition if needed, then
     attached: ATTACH takes SHARE UPDATE EXCLUSIVE on the parent, so writers keep inserting.
     It does take ACCESS EXCLUSIVE on the default partition (PostgreSQL must re-check it), which
-    writers only touch for out-of-range rows. One transaction per parent table.
+    writers only touch for out-of-range rows. One transaction per parent table that needs a
+    partition; a single read of every table's plan comes first, so that a run with nothing to
+    create (every dbt run starts with one) takes no lock beyond reading.
 
     Every partition created (or, with dry_run, planned) is recorded in ml_ops.partition_log.
 
@@ -27,8 +29,24 @@
         {{ return('') }}
     {% endif %}
     {% set run_id = run_id or invocation_id %}
-    {% for spec in ml_warehouse.partitioned_sources() %}
-        {% do ml_warehouse.ensure_partitions_of(spec, dry_run, run_id, lock_timeout) %}
+    {% set specs = ml_warehouse.partitioned_sources() %}
+    {% if not specs %}
+        {{ return('') }}
+    {% endif %}
+    {% set pending_sql %}
+        begin;
+        set local lock_timeout = {{ ml_warehouse.sql_literal(lock_timeout) }};
+        {% for spec in specs %}
+            select {{ loop.index0 }} as spec_index
+            where exists ({{ ml_warehouse.partition_plan_sql(spec) }})
+            {% if not loop.last %}union all{% endif %}
+        {% endfor %}
+    {% endset %}
+    {% set pending = run_query(pending_sql) %}
+    {% do run_query('commit') %}
+    {% for row in pending.rows %}
+        {% do ml_warehouse.ensure_partitions_of(
+            specs[row['spec_index'] | int], dry_run, run_id, lock_timeout) %}
     {% endfor %}
     {{ return('') }}
 {% endmacro %}
@@ -42,51 +60,7 @@
     {% set parent = adapter.quote(spec.schema) ~ '.' ~ adapter.quote(spec.table) %}
     {% set default = adapter.quote(spec.schema) ~ '.' ~ adapter.quote(spec.default_partition) %}
     {% set column = adapter.quote(spec.column) %}
-    {% set step = "interval '1 " ~ spec.interval ~ "'" %}
-    {% set suffix_format = 'YYYYMMDD' if spec.interval == 'day' else 'YYYYMM' %}
-
-    {% set plan_sql %}
-        with wanted as (
-            select
-                generate_series(
-                    date_trunc('{{ spec.interval }}', now() at time zone 'UTC'),
-                    date_trunc('{{ spec.interval }}', now() at time zone 'UTC')
-                    + {{ spec.premake }} * {{ step }},
-                    {{ step }}
-                ) as lower_utc
-            union
-            select distinct date_trunc('{{ spec.interval }}', {{ column }} at time zone 'UTC')
-            from {{ default }}
-        ),
-
-        planned as (
-            select
-                lower_utc at time zone 'UTC' as lower_bound,
-                (lower_utc + {{ step }}) at time zone 'UTC' as upper_bound,
-                '{{ spec.table }}_p' || to_char(lower_utc, '{{ suffix_format }}')
-                    as partition_name
-            from wanted
-        )
-
-        select
-            planned.partition_name,
-            to_char(planned.lower_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                as lower_bound,
-            to_char(planned.upper_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                as upper_bound,
-            (
-                select count(*)
-                from {{ default }} as d
-                where
-                    d.{{ column }} >= planned.lower_bound
-                    and d.{{ column }} < planned.upper_bound
-            ) as default_rows
-        from planned
-        where to_regclass(
-            quote_ident('{{ spec.schema }}') || '.' || quote_ident(planned.partition_name)
-        ) is null
-        order by planned.lower_bound
-    {% endset %}
+    {% set plan_sql = ml_warehouse.partition_plan_sql(spec) %}
 
     {% set statements = [
         'begin',
@@ -136,4 +110,61 @@
             if moved else ''), info=true) %}
     {% endfor %}
     {% do run_query('commit') %}
+{% endmacro %}
+
+
+{#
+    The partitions one table lacks (see ensure_partitions): one row each, with its bounds and
+    the rows of the default partition that belong in it.
+    Parameters: spec (one item of partitioned_sources()).
+    Returns: the SQL of a query (partition_name, lower_bound, upper_bound, default_rows).
+#}
+{% macro partition_plan_sql(spec) %}
+    {% set default = adapter.quote(spec.schema) ~ '.' ~ adapter.quote(spec.default_partition) %}
+    {% set column = adapter.quote(spec.column) %}
+    {% set step = "interval '1 " ~ spec.interval ~ "'" %}
+    {% set suffix_format = 'YYYYMMDD' if spec.interval == 'day' else 'YYYYMM' %}
+    {% set plan_sql %}
+        with wanted as (
+            select
+                generate_series(
+                    date_trunc('{{ spec.interval }}', now() at time zone 'UTC'),
+                    date_trunc('{{ spec.interval }}', now() at time zone 'UTC')
+                    + {{ spec.premake }} * {{ step }},
+                    {{ step }}
+                ) as lower_utc
+            union
+            select distinct date_trunc('{{ spec.interval }}', {{ column }} at time zone 'UTC')
+            from {{ default }}
+        ),
+
+        planned as (
+            select
+                lower_utc at time zone 'UTC' as lower_bound,
+                (lower_utc + {{ step }}) at time zone 'UTC' as upper_bound,
+                '{{ spec.table }}_p' || to_char(lower_utc, '{{ suffix_format }}')
+                    as partition_name
+            from wanted
+        )
+
+        select
+            planned.partition_name,
+            to_char(planned.lower_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                as lower_bound,
+            to_char(planned.upper_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                as upper_bound,
+            (
+                select count(*)
+                from {{ default }} as d
+                where
+                    d.{{ column }} >= planned.lower_bound
+                    and d.{{ column }} < planned.upper_bound
+            ) as default_rows
+        from planned
+        where to_regclass(
+            quote_ident('{{ spec.schema }}') || '.' || quote_ident(planned.partition_name)
+        ) is null
+        order by planned.lower_bound
+    {% endset %}
+    {{ return(plan_sql) }}
 {% endmacro %}

@@ -16,6 +16,7 @@
         ["0021", "ingest_indexes"],
         ["0022", "prediction_identity_and_bounds"],
         ["0023", "archive_parents"],
-        ["0024", "learning_events_service_name"]
+        ["0024", "learning_events_service_name"],
+        ["0030", "maintenance"]
     ]) }}
 {% endmacro %}

@@ -1,7 +1,8 @@
-"""`mlwh maintain` on one database with every problem injected (docs/requirements.md#maintenance-
-acceptance): each is found and named by a dry run that changes nothing; `--apply` fixes the safe
-ones, logging each action before and after; a second run finds none of those again, while the
-ones left to a person (redundant and unused indexes, a foreign key without an index) remain.
+"""`mlwh maintain` on one database with every problem injected
+(docs/requirements.md#maintenance-acceptance): each is found and named by a dry run that changes
+nothing; `--apply` fixes the safe ones, logging each action before and after; a second run
+finds none of those again, while the ones left to a person (redundant and unused indexes, a
+foreign key without an index) remain.
 The three runs happen once, in the module fixture; the tests read what they recorded.
 """
 

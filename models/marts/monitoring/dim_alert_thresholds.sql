@@ -18,6 +18,9 @@
     'alert_volume_min_history_weeks',
     'alert_volume_sensitivity',
     'alert_volume_error_ratio',
+    'alert_maintenance_max_age_hours',
+    'alert_write_latency_ms',
+    'alert_learning_lag_minutes',
 ] -%}
 
 with

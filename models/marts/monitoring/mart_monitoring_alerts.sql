@@ -20,7 +20,15 @@
       warn from the first such row (docs/requirements.md#registered-services);
     - volume anomaly: yesterday's predictions scored by the volume_anomalies macro, as the
       volume_anomaly test scores them (alert_volume_* vars); an error when the day fell to
-      alert_volume_error_ratio of the same-weekday mean or less.
+      alert_volume_error_ratio of the same-weekday mean or less;
+    - maintenance (docs/requirements.md#maintenance-history): each warn or error finding of the
+      latest completed `mlwh maintain` run that the run did not fix (its own severity); no
+      completed run for alert_maintenance_max_age_hours (warn, once maintenance has run at
+      all); the latest run failed (error);
+    - write latency: a writer's 95th percentile flush time in its latest snapshot of the last
+      day above alert_write_latency_ms (warn);
+    - learning-event lag: events of the last day still unprocessed after
+      alert_learning_lag_minutes, per service (warn).
 
     A view, not a table like the other marts: silence, queue and size are read live, so the
     alerts are current whenever `mlwh check` reads them. Drift, coverage and volume come from
@@ -40,6 +48,9 @@
 {%- set min_history_weeks = var('alert_volume_min_history_weeks') | int -%}
 {%- set volume_sensitivity = var('alert_volume_sensitivity') -%}
 {%- set volume_error_ratio = var('alert_volume_error_ratio') -%}
+{%- set maintenance_max_age_hours = var('alert_maintenance_max_age_hours') -%}
+{%- set write_latency_ms = var('alert_write_latency_ms') -%}
+{%- set learning_lag_minutes = var('alert_learning_lag_minutes') -%}
 
 with
 
@@ -91,6 +102,24 @@ volume_daily as (
 
 ),
 
+maintenance_runs as (
+
+    select * from {{ ref('stg_ml_ops__maintenance_runs') }}
+
+),
+
+maintenance_findings as (
+
+    select * from {{ ref('stg_ml_ops__maintenance_findings') }}
+
+),
+
+learning_events as (
+
+    select * from {{ ref('stg_ml_raw__learning_events') }}
+
+),
+
 silent_services as (
 
     select
@@ -137,7 +166,8 @@ latest_writer_stats as (
         writer_id,
         host,
         recorded_at,
-        queued
+        queued,
+        flush_p95_ms
     from writer_stats
     where recorded_at > now() - interval '1 day'
     order by writer_id asc, recorded_at desc
@@ -316,6 +346,116 @@ unregistered_types as (
 
 ),
 
+write_latencies as (
+
+    select
+        'writer' as entity_type,
+        writer_id as entity,
+        'write_latency_p95_ms' as metric,
+        'latest snapshot' as alert_window,
+        flush_p95_ms as observed_value,
+        {{ write_latency_ms }}::double precision as threshold,
+        'warn' as severity,
+        recorded_at as since,
+        (recorded_at at time zone 'UTC')::date as alert_date,
+        'host ' || host as detail
+    from latest_writer_stats
+    where flush_p95_ms > {{ write_latency_ms }}
+
+),
+
+completed_maintenance_runs as (
+
+    select * from maintenance_runs
+    where run_status in ('clean', 'findings', 'failed')
+
+),
+
+latest_maintenance_run as (
+
+    select * from completed_maintenance_runs
+    order by started_at desc
+    limit 1
+
+),
+
+maintenance_open_findings as (
+
+    select
+        'database_object' as entity_type,
+        findings.object_name as entity,
+        'maintenance_finding' as metric,
+        'latest maintenance run' as alert_window,
+        coalesce(findings.observed_value, 1) as observed_value,
+        coalesce(findings.threshold, 0) as threshold,
+        findings.severity,
+        findings.found_at as since,
+        (findings.found_at at time zone 'UTC')::date as alert_date,
+        findings.finding_kind as detail
+    from maintenance_findings as findings
+    inner join latest_maintenance_run as latest
+        on findings.maintenance_run_id = latest.maintenance_run_id
+    where findings.severity in ('warn', 'error') and not findings.is_fixed
+
+),
+
+maintenance_overdue as (
+
+    select
+        'database' as entity_type,
+        current_database()::text as entity,
+        'hours_since_maintenance' as metric,
+        'last completed run' as alert_window,
+        extract(epoch from now() - max(started_at)) / 3600 as observed_value,
+        {{ maintenance_max_age_hours }}::double precision as threshold,
+        'warn' as severity,
+        max(started_at) + {{ maintenance_max_age_hours }} * interval '1 hour' as since,
+        (now() at time zone 'UTC')::date as alert_date,
+        null::text as detail
+    from completed_maintenance_runs
+    having max(started_at) < now() - {{ maintenance_max_age_hours }} * interval '1 hour'
+
+),
+
+maintenance_failures as (
+
+    select
+        'database' as entity_type,
+        current_database()::text as entity,
+        'maintenance_run_failed' as metric,
+        'latest completed run' as alert_window,
+        1::double precision as observed_value,
+        0::double precision as threshold,
+        'error' as severity,
+        started_at as since,
+        (started_at at time zone 'UTC')::date as alert_date,
+        run_error as detail
+    from latest_maintenance_run
+    where run_status = 'failed'
+
+),
+
+learning_lags as (
+
+    select
+        'service' as entity_type,
+        coalesce(service_name, 'unknown') as entity,
+        'learning_event_lag_minutes' as metric,
+        'oldest unprocessed event of the last day' as alert_window,
+        extract(epoch from now() - min(occurred_at)) / 60 as observed_value,
+        {{ learning_lag_minutes }}::double precision as threshold,
+        'warn' as severity,
+        min(occurred_at) + {{ learning_lag_minutes }} * interval '1 minute' as since,
+        (now() at time zone 'UTC')::date as alert_date,
+        count(*) || ' unprocessed events' as detail
+    from learning_events
+    where processed_at is null
+        and occurred_at > now() - interval '1 day'
+        and occurred_at < now() - {{ learning_lag_minutes }} * interval '1 minute'
+    group by coalesce(service_name, 'unknown')
+
+),
+
 alerts as (
 
     select * from silent_services
@@ -333,6 +473,16 @@ alerts as (
     select * from label_coverage
     union all
     select * from volume_alerts
+    union all
+    select * from write_latencies
+    union all
+    select * from maintenance_open_findings
+    union all
+    select * from maintenance_overdue
+    union all
+    select * from maintenance_failures
+    union all
+    select * from learning_lags
 
 ),
 

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
             "max_writer_queue": 200,
             "window": "",
             "max_reindex_size_mb": 1024.0,
+            "vacuum_cost_delay_ms": 2.0,
+            "max_parallel_workers": 0,
         }
     },
     "features": {

@@ -370,8 +370,14 @@ def run_maintenance(
     try:
         _require_migrated(conn)
         _lock(conn)
-        conn.execute("set application_name = 'mlwh maintain'")
         tasks = config.tasks
+        conn.execute("set application_name = 'mlwh maintain'")
+        # throttled like autovacuum, and no parallel workers: the writers keep the cores
+        for setting, value in (
+            ("vacuum_cost_delay", f"{tasks['vacuum_cost_delay_ms']}ms"),
+            ("max_parallel_maintenance_workers", str(tasks["max_parallel_workers"])),
+        ):
+            conn.execute("select set_config(%s, %s, false)", [setting, value])
         run = Run(info, conn, config, apply)
         if not tasks["enabled"]:
             reason = f"maintenance is disabled (operational.maintenance_tasks.enabled in {config.source})"

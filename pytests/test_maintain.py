@@ -60,6 +60,41 @@ class Runs:
     applied: RunResult
     after: RunResult
     config_path: Path
+    writers: Writers
+
+
+class Writers:
+    """Two sessions inserting into the table --apply vacuums and reindexes, timing each batch."""
+
+    def __init__(self, info: db.ConnInfo) -> None:
+        self.info = info
+        self.stop = threading.Event()
+        self.written = [0, 0]
+        self.longest = 0.0
+        self.threads = [threading.Thread(target=self._write, args=(n,)) for n in (0, 1)]
+
+    def __enter__(self) -> Writers:
+        for thread in self.threads:
+            thread.start()
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _write(self, n: int) -> None:
+        with db.connect(self.info, autocommit=True) as conn:
+            while not self.stop.is_set():
+                first = 1_000_000 * (n + 1) + self.written[n]
+                began = time.monotonic()
+                conn.execute(
+                    "insert into t_maint.bloated select i, 'w' from generate_series(%s, %s) as i",
+                    [first, first + 49],
+                )
+                self.longest = max(self.longest, time.monotonic() - began)
+                self.written[n] += 50
 
 
 def _inject(conn: psycopg.Connection) -> None:
@@ -107,9 +142,10 @@ def runs(module_db: db.ConnInfo, tmp_path_factory: pytest.TempPathFactory) -> It
     time.sleep(1.2)  # past the 1 s thresholds
     try:
         dry = maintenance.run(module_db, config, force=True)
-        applied = maintenance.run(module_db, config, apply=True, force=True)
+        with Writers(module_db) as writers:
+            applied = maintenance.run(module_db, config, apply=True, force=True)
         after = maintenance.run(module_db, config, force=True)
-        yield Runs(names, dry, applied, after, config_path)
+        yield Runs(names, dry, applied, after, config_path, writers)
     finally:
         for conn in (holder, idle_tx):
             conn.close()
@@ -143,6 +179,23 @@ def test_apply_fixes_the_safe_ones_and_a_second_run_finds_none(runs: Runs) -> No
     # the pkey of the vacuumed table was half empty: rebuilt by auto_reindex, then healthy
     assert ("bloated_index", "t_maint.bloated_pkey") in done
     assert not [name for kind, name in again if kind == "bloated_index"]
+
+
+def test_writers_lose_nothing_and_wait_at_most_a_lock_timeout(
+    runs: Runs, conn: psycopg.Connection
+) -> None:
+    """Two writers stream into the table that --apply vacuums and whose index it rebuilds."""
+    for n, expected in enumerate(runs.writers.written):
+        low = 1_000_000 * (n + 1)
+        got = conn.execute(
+            "select count(*) from t_maint.bloated where id between %s and %s",
+            [low, low + 999_999],
+        ).fetchone()[0]
+        assert got == expected > 0
+    lock_timeout = load_config(runs.config_path).tasks["lock_timeout_ms"] / 1000
+    # a batch takes milliseconds; one that waited behind maintenance waited at most its
+    # lock_timeout (1 s), plus a margin for two shared cores
+    assert runs.writers.longest < lock_timeout + 1.0, runs.writers.longest
 
 
 def test_unsafe_findings_are_proposed_not_applied(runs: Runs) -> None:

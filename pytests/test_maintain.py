@@ -107,7 +107,9 @@ def _inject(conn: psycopg.Connection) -> None:
         create index events_a_idx on t_maint.events (a);
         create index events_a_b_idx on t_maint.events (a, b);
         create table t_maint.parents (id int primary key);
-        create table t_maint.children (id int primary key, parent_id int references t_maint.parents);
+        create table t_maint.children (
+            id int primary key, parent_id int references t_maint.parents
+        );
         create table t_maint.bloated (id int primary key, pad text)
             with (autovacuum_enabled = false);
         insert into t_maint.bloated select i, repeat('x', 100) from generate_series(1, 80000) as i;
@@ -201,9 +203,10 @@ def test_writers_lose_nothing_and_wait_at_most_a_lock_timeout(
 def test_unsafe_findings_are_proposed_not_applied(runs: Runs) -> None:
     """Dropping or creating indexes is left to a person: proposed, skipped, still found."""
     for kind in ("redundant_index", "unused_index", "foreign_key_without_index"):
-        [f] = [f for f in runs.applied.findings if (f.kind, f.object_name) == (kind, runs.names[kind])]
+        name = runs.names[kind]
+        [f] = [f for f in runs.applied.findings if (f.kind, f.object_name) == (kind, name)]
         assert f.action_status == "skipped" and f.action and f.action_error, f
-        assert (kind, runs.names[kind]) in _found(runs.after)
+        assert (kind, name) in _found(runs.after)
     # a redundant index (warn) is still open after --apply: exit code 1
     assert runs.after.status == "findings" and runs.after.exit_code == 1
 

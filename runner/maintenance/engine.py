@@ -160,7 +160,8 @@ class Context:
         allowed: bool = True,
         why_not: str = "",
     ) -> Finding:
-        """Record a finding; with `--apply` and `allowed`, run its action, logged before and after."""
+        """Record a finding; with `--apply` and `allowed`, run its action, logged before and
+        after it runs."""
         finding = Finding(
             self.step.number, self.step.id, kind, severity, object_type, object_name, detail,
             observed, threshold, estimate, facts=facts or {},
@@ -255,7 +256,8 @@ class Run:
             " order by writer_id, recorded_at desc) as latest"
         ).fetchone()[0]
         if queue > tasks["max_writer_queue"]:
-            return f"a writer queues {queue} rows, above max_writer_queue {tasks['max_writer_queue']}"
+            limit = tasks["max_writer_queue"]
+            return f"a writer queues {queue} rows, above max_writer_queue {limit}"
         return None
 
     def store_measurements(self) -> None:
@@ -380,7 +382,10 @@ def run_maintenance(
             conn.execute("select set_config(%s, %s, false)", [setting, value])
         run = Run(info, conn, config, apply)
         if not tasks["enabled"]:
-            reason = f"maintenance is disabled (operational.maintenance_tasks.enabled in {config.source})"
+            reason = (
+                "maintenance is disabled (operational.maintenance_tasks.enabled in "
+                f"{config.source})"
+            )
             return _skipped(run, chosen, force, reason)
         last = _last_run(conn, apply)
         if not force and not steps and last is not None:
@@ -446,8 +451,8 @@ def _run_steps(
         state, reason, body = _decide(run, step, force=force, explicit=explicit)
         ctx = Context(run, step)
         if state == "ok":
-            run.conn.execute(sql.SQL("set lock_timeout = {}").format(sql.Literal(lock_ms)))
-            run.conn.execute(sql.SQL("set statement_timeout = {}").format(sql.Literal(statement_ms)))
+            for setting, value in (("lock_timeout", lock_ms), ("statement_timeout", statement_ms)):
+                run.conn.execute("select set_config(%s, %s, false)", [setting, str(value)])
             try:
                 body = step.run(ctx)
             except psycopg.Error as exc:

@@ -151,7 +151,11 @@ def statistics(ctx: Context) -> dict[str, Any]:
     analyzed = 0
     for position, r in enumerate(rows):
         name = f"{r['schema']}.{r['name']}"
-        when = "never analyzed" if r["analyzed_at"] is None else f"last analyzed {r['analyzed_at']:%Y-%m-%d %H:%M}"
+        when = (
+            "never analyzed"
+            if r["analyzed_at"] is None
+            else f"last analyzed {r['analyzed_at']:%Y-%m-%d %H:%M}"
+        )
         f = ctx.report(
             "stale_statistics", "info", "table", name,
             f"{when}, {r['n_mod_since_analyze']} row(s) changed since: the planner estimates "

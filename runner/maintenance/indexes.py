@@ -217,7 +217,8 @@ def bloat(ctx: Context) -> dict[str, Any]:
             " scans read them and the table grows until VACUUM reclaims the space",
             observed=round(r["dead_share"] * 100, 1), threshold=s["bloat_threshold"],
             estimate=r["is_estimate"],
-            facts={"bytes": r["bytes"], "dead_rows": r["n_dead_tup"], "free_share": r["free_share"]},
+            facts={"bytes": r["bytes"], "dead_rows": r["n_dead_tup"],
+                   "free_share": r["free_share"]},
             action=sql.SQL("vacuum (analyze) {}").format(_ident((r["schema"], r["name"]))),
             allowed=s["vacuum"], why_not="features.index_health.vacuum is false",
         )  # fmt: skip
@@ -231,10 +232,11 @@ def bloat(ctx: Context) -> dict[str, Any]:
             continue
         bloated += 1
         too_big = r["bytes"] > max_reindex
+        how = " (estimated: pgstattuple is not installed)" if r["is_estimate"] else ""
         f = ctx.report(
             "bloated_index", "warn", "index", f"{r['schema']}.{r['name']}",
             f"{float(r['bloat']):.0%} of this {r['bytes'] / MB:.1f} MB index on {r['table_name']} "
-            f"is empty space{' (estimated: pgstattuple is not installed)' if r['is_estimate'] else ''}"
+            f"is empty space{how}"
             ", above the threshold: more pages to read and cache than the rows need",
             observed=round(float(r["bloat"]) * 100, 1), threshold=s["bloat_threshold"],
             estimate=r["is_estimate"], facts={"bytes": r["bytes"]},
@@ -298,7 +300,8 @@ def foreign_key_indexes(ctx: Context) -> dict[str, Any]:
     """Step 12: foreign keys whose columns lead no index of the referencing table, so a delete
     or key update of the referenced row scans the whole referencing table."""
     rows = ctx.rows(
-        "select n.nspname as schema, t.relname as table_name, k.conname, t.relkind::text as relkind,"
+        "select n.nspname as schema, t.relname as table_name, k.conname,"
+        " t.relkind::text as relkind,"
         " k.confrelid::regclass::text as referenced,"
         " array(select a.attname::text from unnest(k.conkey) with ordinality as u(attnum, ord)"
         "   join pg_attribute as a on a.attrelid = k.conrelid and a.attnum = u.attnum"
@@ -347,7 +350,9 @@ def index_builds(ctx: Context) -> dict[str, Any]:
     )
     hanging = [r for r in rows if float(r["seconds"]) > limit]
     for r in hanging:
-        waiting = f", waiting on {r['wait_event_type']}/{r['wait_event']}" if r["wait_event"] else ""
+        waiting = (
+            f", waiting on {r['wait_event_type']}/{r['wait_event']}" if r["wait_event"] else ""
+        )
         ctx.report(
             "hanging_index_build", "warn", "session", f"pid {r['pid']}",
             f"{r['command']} of {r['index_name'] or '?'} on {r['table_name']} has run "

@@ -8,6 +8,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from runner.maintenance.engine import Context
@@ -69,14 +70,14 @@ def patterns(ctx: Context) -> dict[str, Any]:
 
 
 def _trend(ctx: Context, object_type: str, column: str) -> dict[str, Any]:
-    return ctx.rows(
-        f"select count(*) as points, regr_slope({column}, extract(epoch from measured_at))"  # noqa: S608
+    query = sql.SQL(
+        "select count(*) as points, regr_slope({c}, extract(epoch from measured_at))"
         " * 86400 as per_day, extract(epoch from max(measured_at) - min(measured_at)) as span,"
-        f" (array_agg({column} order by measured_at desc))[1] as latest"
+        " (array_agg({c} order by measured_at desc))[1] as latest"
         " from ml_ops.maintenance_size_history where object_type = %s"
-        " and object_name = current_database() and measured_at > now() - interval '30 days'",
-        [object_type],
-    )[0]
+        " and object_name = current_database() and measured_at > now() - interval '30 days'"
+    ).format(c=sql.Identifier(column))
+    return ctx.rows(query, [object_type])[0]
 
 
 def predictive(ctx: Context) -> dict[str, Any]:

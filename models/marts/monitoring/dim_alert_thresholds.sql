@@ -21,6 +21,12 @@
     'alert_maintenance_max_age_hours',
     'alert_write_latency_ms',
     'alert_learning_lag_minutes',
+    'alert_dq_score_min',
+    'alert_resource_max_pct',
+    'alert_query_slowdown_ratio',
+    'alert_query_min_runs',
+    'alert_accuracy_drop_ratio',
+    'alert_accuracy_min_labeled',
 ] -%}
 
 with

@@ -5,8 +5,6 @@
     - service silent (int_service_silences_measured, the one definition of silence): no
       prediction for services.silent_after_minutes (warn), alert_silent_error_minutes (error);
     - error rate over 7 days above services.max_error_rate (warn);
-    - writer queue above alert_writer_queue_max in the latest snapshot of each writer of the
-      last day (warn);
     - database above alert_database_max_bytes (warn);
     - drift: PSI of predicted_value or confidence above alert_psi_warn (warn) / alert_psi_error
       (error), for the last two days of mart_drift_daily, on days with at least
@@ -21,14 +19,12 @@
     - volume anomaly: yesterday's predictions scored by the volume_anomalies macro, as the
       volume_anomaly test scores them (alert_volume_* vars); an error when the day fell to
       alert_volume_error_ratio of the same-weekday mean or less;
-    - maintenance (docs/requirements.md#maintenance-history): each warn or error finding of the
-      latest completed `mlwh maintain` run that the run did not fix (its own severity); no
-      completed run for alert_maintenance_max_age_hours (warn, once maintenance has run at
-      all); the latest run failed (error);
-    - write latency: a writer's 95th percentile flush time in its latest snapshot of the last
-      day above alert_write_latency_ms (warn);
-    - learning-event lag: events of the last day still unprocessed after
-      alert_learning_lag_minutes, per service (warn).
+    - accuracy drop: a model version's accuracy on its newest day of the last week (with at
+      least alert_accuracy_min_labeled labeled predictions) more than alert_accuracy_drop_ratio
+      below its baseline, its accuracy over its first drift_baseline_days days (warn);
+    - the operations alerts of int_ops_alerts_raised: writer queue and write latency,
+      maintenance findings and runs, learning-event lag, data-quality score, resource use and
+      query slowdowns.
 
     A view, not a table like the other marts: silence, queue and size are read live, so the
     alerts are current whenever `mlwh check` reads them. Drift, coverage and volume come from
@@ -37,7 +33,6 @@
 {{ config(materialized='view') }}
 
 {%- set silent_error_minutes = var('alert_silent_error_minutes') | int -%}
-{%- set writer_queue_max = var('alert_writer_queue_max') | int -%}
 {%- set database_max_bytes = var('alert_database_max_bytes') | int -%}
 {%- set drift_min_rows = var('drift_alert_min_rows') | int -%}
 {%- set psi_warn = var('alert_psi_warn') -%}
@@ -48,9 +43,9 @@
 {%- set min_history_weeks = var('alert_volume_min_history_weeks') | int -%}
 {%- set volume_sensitivity = var('alert_volume_sensitivity') -%}
 {%- set volume_error_ratio = var('alert_volume_error_ratio') -%}
-{%- set maintenance_max_age_hours = var('alert_maintenance_max_age_hours') -%}
-{%- set write_latency_ms = var('alert_write_latency_ms') -%}
-{%- set learning_lag_minutes = var('alert_learning_lag_minutes') -%}
+{%- set accuracy_drop_ratio = var('alert_accuracy_drop_ratio') -%}
+{%- set accuracy_min_labeled = var('alert_accuracy_min_labeled') | int -%}
+{%- set baseline_days = var('drift_baseline_days') | int -%}
 
 with
 
@@ -63,12 +58,6 @@ services as (
 silences as (
 
     select * from {{ ref('int_service_silences_measured') }}
-
-),
-
-writer_stats as (
-
-    select * from {{ ref('stg_ml_ops__writer_stats') }}
 
 ),
 
@@ -102,21 +91,15 @@ volume_daily as (
 
 ),
 
-maintenance_runs as (
+performance_daily as (
 
-    select * from {{ ref('stg_ml_ops__maintenance_runs') }}
-
-),
-
-maintenance_findings as (
-
-    select * from {{ ref('stg_ml_ops__maintenance_findings') }}
+    select * from {{ ref('mart_performance_daily') }}
 
 ),
 
-learning_events as (
+ops_alerts as (
 
-    select * from {{ ref('stg_ml_raw__learning_events') }}
+    select * from {{ ref('int_ops_alerts_raised') }}
 
 ),
 
@@ -157,38 +140,6 @@ error_rates as (
         labeled_7d_count || ' labeled predictions' as detail
     from service_health
     where is_error_rate_high
-
-),
-
-latest_writer_stats as (
-
-    select distinct on (writer_id)
-        writer_id,
-        host,
-        recorded_at,
-        queued,
-        flush_p95_ms
-    from writer_stats
-    where recorded_at > now() - interval '1 day'
-    order by writer_id asc, recorded_at desc
-
-),
-
-writer_queues as (
-
-    select
-        'writer' as entity_type,
-        writer_id as entity,
-        'writer_queue' as metric,
-        'latest snapshot' as alert_window,
-        queued::double precision as observed_value,
-        {{ writer_queue_max }}::double precision as threshold,
-        'warn' as severity,
-        recorded_at as since,
-        (recorded_at at time zone 'UTC')::date as alert_date,
-        'host ' || host as detail
-    from latest_writer_stats
-    where queued > {{ writer_queue_max }}
 
 ),
 
@@ -346,113 +297,73 @@ unregistered_types as (
 
 ),
 
-write_latencies as (
+version_days as (
 
     select
-        'writer' as entity_type,
-        writer_id as entity,
-        'write_latency_p95_ms' as metric,
-        'latest snapshot' as alert_window,
-        flush_p95_ms as observed_value,
-        {{ write_latency_ms }}::double precision as threshold,
-        'warn' as severity,
-        recorded_at as since,
-        (recorded_at at time zone 'UTC')::date as alert_date,
-        'host ' || host as detail
-    from latest_writer_stats
-    where flush_p95_ms > {{ write_latency_ms }}
+        service_name,
+        prediction_type,
+        model_version,
+        metric_date,
+        accuracy,
+        labeled_count,
+        min(metric_date) over (
+            partition by service_name, prediction_type, model_version
+        ) as first_date
+    from performance_daily
+    where accuracy is not null and model_version is not null and labeled_count > 0
 
 ),
 
-completed_maintenance_runs as (
-
-    select * from maintenance_runs
-    where run_status in ('clean', 'findings', 'failed')
-
-),
-
-latest_maintenance_run as (
-
-    select * from completed_maintenance_runs
-    order by started_at desc
-    limit 1
-
-),
-
-maintenance_open_findings as (
+accuracy_baselines as (
 
     select
-        'database_object' as entity_type,
-        findings.object_name as entity,
-        'maintenance_finding' as metric,
-        'latest maintenance run' as alert_window,
-        coalesce(findings.observed_value, 1) as observed_value,
-        coalesce(findings.threshold, 0) as threshold,
-        findings.severity,
-        findings.found_at as since,
-        (findings.found_at at time zone 'UTC')::date as alert_date,
-        findings.finding_kind as detail
-    from maintenance_findings as findings
-    inner join latest_maintenance_run as latest
-        on findings.maintenance_run_id = latest.maintenance_run_id
-    where findings.severity in ('warn', 'error') and not findings.is_fixed
+        service_name,
+        prediction_type,
+        model_version,
+        sum(accuracy * labeled_count) / sum(labeled_count) as baseline_accuracy
+    from version_days
+    where metric_date < first_date + {{ baseline_days }}
+    group by service_name, prediction_type, model_version
 
 ),
 
-maintenance_overdue as (
+latest_accuracy as (
 
-    select
-        'database' as entity_type,
-        current_database()::text as entity,
-        'hours_since_maintenance' as metric,
-        'last completed run' as alert_window,
-        extract(epoch from now() - max(started_at)) / 3600 as observed_value,
-        {{ maintenance_max_age_hours }}::double precision as threshold,
-        'warn' as severity,
-        max(started_at) + {{ maintenance_max_age_hours }} * interval '1 hour' as since,
-        (now() at time zone 'UTC')::date as alert_date,
-        null::text as detail
-    from completed_maintenance_runs
-    having max(started_at) < now() - {{ maintenance_max_age_hours }} * interval '1 hour'
+    select distinct on (service_name, prediction_type, model_version)
+        service_name,
+        prediction_type,
+        model_version,
+        metric_date,
+        accuracy
+    from version_days
+    where metric_date >= current_date - 7
+        and metric_date >= first_date + {{ baseline_days }}
+        and labeled_count >= {{ accuracy_min_labeled }}
+    order by service_name asc, prediction_type asc, model_version asc, metric_date desc
 
 ),
 
-maintenance_failures as (
-
-    select
-        'database' as entity_type,
-        current_database()::text as entity,
-        'maintenance_run_failed' as metric,
-        'latest completed run' as alert_window,
-        1::double precision as observed_value,
-        0::double precision as threshold,
-        'error' as severity,
-        started_at as since,
-        (started_at at time zone 'UTC')::date as alert_date,
-        run_error as detail
-    from latest_maintenance_run
-    where run_status = 'failed'
-
-),
-
-learning_lags as (
+accuracy_drops as (
 
     select
         'service' as entity_type,
-        coalesce(service_name, 'unknown') as entity,
-        'learning_event_lag_minutes' as metric,
-        'oldest unprocessed event of the last day' as alert_window,
-        extract(epoch from now() - min(occurred_at)) / 60 as observed_value,
-        {{ learning_lag_minutes }}::double precision as threshold,
+        latest.service_name as entity,
+        'accuracy_vs_baseline' as metric,
+        'newest day against the version''s first {{ baseline_days }} days' as alert_window,
+        latest.accuracy as observed_value,
+        (1 - {{ accuracy_drop_ratio }}) * baseline.baseline_accuracy as threshold,
         'warn' as severity,
-        min(occurred_at) + {{ learning_lag_minutes }} * interval '1 minute' as since,
-        (now() at time zone 'UTC')::date as alert_date,
-        count(*) || ' unprocessed events' as detail
-    from learning_events
-    where processed_at is null
-        and occurred_at > now() - interval '1 day'
-        and occurred_at < now() - {{ learning_lag_minutes }} * interval '1 minute'
-    group by coalesce(service_name, 'unknown')
+        latest.metric_date::timestamptz as since,
+        latest.metric_date as alert_date,
+        'model version ' || latest.model_version || ', prediction type '
+        || latest.prediction_type as detail
+    from latest_accuracy as latest
+    inner join accuracy_baselines as baseline
+        on
+            latest.service_name = baseline.service_name
+            and latest.prediction_type = baseline.prediction_type
+            and latest.model_version = baseline.model_version
+    where latest.accuracy < (1 - {{ accuracy_drop_ratio }}) * baseline.baseline_accuracy
 
 ),
 
@@ -464,8 +375,6 @@ alerts as (
     union all
     select * from error_rates
     union all
-    select * from writer_queues
-    union all
     select * from database_size
     union all
     select * from drift
@@ -474,15 +383,9 @@ alerts as (
     union all
     select * from volume_alerts
     union all
-    select * from write_latencies
+    select * from accuracy_drops
     union all
-    select * from maintenance_open_findings
-    union all
-    select * from maintenance_overdue
-    union all
-    select * from maintenance_failures
-    union all
-    select * from learning_lags
+    select * from ops_alerts
 
 ),
 

@@ -165,6 +165,7 @@ def test_retention_table_matches_the_sources_meta() -> None:
         ("alert-write-latency", "(100 ms)", "dbt_project.yml", r"alert_write_latency_ms: 100\b"),
         ("alert-learning-lag", "(5 minutes)", "dbt_project.yml",
          r"alert_learning_lag_minutes: 5\b"),
+        ("alert-error-rate", "(0.2)", "dbt_project.yml", r"alert_error_rate_warn: 0\.2\b"),
         ("alert-data-quality", "(0.9", "dbt_project.yml", r"alert_dq_score_min: 0\.9\b"),
         ("alert-resources", "(85)", "dbt_project.yml", r"alert_resource_max_pct: 85\b"),
         ("alert-query-slowdown", "(2)", "dbt_project.yml", r"alert_query_slowdown_ratio: 2\b"),

@@ -21,6 +21,7 @@
     'alert_maintenance_max_age_hours',
     'alert_write_latency_ms',
     'alert_learning_lag_minutes',
+    'alert_error_rate_warn',
     'alert_dq_score_min',
     'alert_resource_max_pct',
     'alert_query_slowdown_ratio',

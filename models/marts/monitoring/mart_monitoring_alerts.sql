@@ -4,7 +4,8 @@
     (docs/requirements.md#alert-thresholds):
     - service silent (int_service_silences_measured, the one definition of silence): no
       prediction for services.silent_after_minutes (warn), alert_silent_error_minutes (error);
-    - error rate over 7 days above services.max_error_rate (warn);
+    - error rate over 7 days above alert_error_rate_warn (warn) or above the service's
+      services.max_error_rate (error);
     - database above alert_database_max_bytes (warn);
     - drift: PSI of predicted_value or confidence above alert_psi_warn (warn) / alert_psi_error
       (error), for the last two days of mart_drift_daily, on days with at least
@@ -43,6 +44,7 @@
 {%- set min_history_weeks = var('alert_volume_min_history_weeks') | int -%}
 {%- set volume_sensitivity = var('alert_volume_sensitivity') -%}
 {%- set volume_error_ratio = var('alert_volume_error_ratio') -%}
+{%- set error_rate_warn = var('alert_error_rate_warn') -%}
 {%- set accuracy_drop_ratio = var('alert_accuracy_drop_ratio') -%}
 {%- set accuracy_min_labeled = var('alert_accuracy_min_labeled') | int -%}
 {%- set baseline_days = var('drift_baseline_days') | int -%}
@@ -133,13 +135,15 @@ error_rates as (
         'error_rate_7d' as metric,
         '7 days' as alert_window,
         error_rate_7d as observed_value,
-        max_error_rate as threshold,
-        'warn' as severity,
+        case
+            when is_error_rate_high then max_error_rate else {{ error_rate_warn }}
+        end as threshold,
+        case when is_error_rate_high then 'error' else 'warn' end as severity,
         refreshed_at as since,
         (refreshed_at at time zone 'UTC')::date as alert_date,
         labeled_7d_count || ' labeled predictions' as detail
     from service_health
-    where is_error_rate_high
+    where is_error_rate_high or error_rate_7d > {{ error_rate_warn }}
 
 ),
 

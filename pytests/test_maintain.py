@@ -312,3 +312,22 @@ def test_heavy_steps_wait_while_connections_are_busy(runs: Runs, module_db: db.C
     assert "above max_active_connections 0" in steps["bloat"]["reason"]
     assert steps["statistics"]["status"] == "ok"  # light step: runs, but changes nothing
     assert all(f.action_status != "done" for f in result.findings)
+
+
+def test_without_extensions_the_steps_estimate_and_say_so(
+    runs: Runs, module_db: db.ConnInfo, conn: psycopg.Connection
+) -> None:
+    """Runs last: drops amcheck and pgstattuple from the module's database."""
+    conn.execute("drop extension pgstattuple; drop extension amcheck")
+    conn.execute("delete from t_maint.bloated where id % 3 = 0")
+    conn.execute("select pg_stat_force_next_flush()")
+    conn.execute("select 1")
+    result = maintenance.run(
+        module_db, load_config(runs.config_path), steps=["integrity", "bloat"], force=True
+    )
+    kinds = {f.kind: f for f in result.findings}
+    assert "amcheck is not installed" in kinds["integrity_not_verified"].detail
+    table = kinds["bloated_table"]
+    assert table.object_name == "t_maint.bloated" and table.is_estimate
+    assert "estimated from the statistics collector" in table.detail
+    assert result.results["integrity_check"]["amcheck"] is False

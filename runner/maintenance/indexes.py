@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import sql
 
-from runner.maintenance.engine import Context, catalog
+from runner.maintenance.engine import USER_SCHEMA, Context, catalog
 
 MB = 1024 * 1024
 
@@ -75,6 +75,28 @@ def invalid_indexes(ctx: Context) -> dict[str, Any]:
     return {"invalid_indexes": len(rows)}
 
 
+UNUSED = (
+    "select n.nspname as schema, c.relname as name, c.relkind::text as relkind,"
+    " t.relname as table_name, u.scans, u.bytes, u.last_scan"
+    " from pg_index as i join pg_class as c on c.oid = i.indexrelid"
+    " join pg_class as t on t.oid = i.indrelid join pg_namespace as n on n.oid = c.relnamespace"
+    " cross join lateral ("
+    "   select coalesce(sum(st.idx_scan), 0) as scans,"
+    "     max({last_scan})::timestamptz as last_scan,"
+    "     coalesce(sum(pg_relation_size(st.indexrelid)), 0) as bytes"
+    "   from pg_stat_user_indexes as st"
+    "   where st.indexrelid = c.oid or st.indexrelid in ("
+    "     select relid from pg_partition_tree(c.oid) where c.relkind = 'I')"
+    " ) as u"
+    " where c.relkind in ('i', 'I') and not c.relispartition and i.indisvalid and {user}"
+    " and not i.indisunique"
+    " and not exists (select from pg_constraint as k where k.conindid = c.oid)"
+    " and u.scans < %s"
+    " and (u.last_scan is null or u.last_scan < now() - make_interval(days => %s))"
+    " order by u.bytes desc, 1, 2"
+)
+
+
 def unused_indexes(ctx: Context) -> dict[str, Any]:
     """Step 6: fewer than min_scans scans in days_unused days; never one that backs a
     constraint or enforces uniqueness. A partitioned index counts its partitions' scans."""
@@ -92,26 +114,10 @@ def unused_indexes(ctx: Context) -> dict[str, Any]:
                 f"{s['days_unused']}: nothing is judged unused yet"
             ),
         }
-    rows = ctx.rows(
-        "select n.nspname as schema, c.relname as name, c.relkind::text as relkind,"
-        " t.relname as table_name, u.scans, u.bytes, u.last_scan"
-        " from pg_index as i join pg_class as c on c.oid = i.indexrelid"
-        " join pg_class as t on t.oid = i.indrelid join pg_namespace as n on n.oid = c.relnamespace"
-        " cross join lateral ("
-        "   select coalesce(sum(st.idx_scan), 0) as scans, max(st.last_idx_scan) as last_scan,"
-        "     coalesce(sum(pg_relation_size(st.indexrelid)), 0) as bytes"
-        "   from pg_stat_user_indexes as st"
-        "   where st.indexrelid = c.oid or st.indexrelid in ("
-        "     select relid from pg_partition_tree(c.oid) where c.relkind = 'I')"
-        " ) as u"
-        " where c.relkind in ('i', 'I') and not c.relispartition and i.indisvalid and {user}"
-        " and not i.indisunique"
-        " and not exists (select from pg_constraint as k where k.conindid = c.oid)"
-        " and u.scans < %s"
-        " and (u.last_scan is null or u.last_scan < now() - make_interval(days => %s))"
-        " order by u.bytes desc, 1, 2",
-        [s["min_scans"], s["days_unused"]],
-    )
+    # PostgreSQL 16 records each index's last scan; before it, only the count is known
+    last_scan = "st.last_idx_scan" if ctx.conn.info.server_version >= 160000 else "null"
+    query = sql.SQL(UNUSED).format(last_scan=sql.SQL(last_scan), user=USER_SCHEMA)
+    rows = ctx.rows(query, [s["min_scans"], s["days_unused"]])
     removed = 0
     for r in rows:
         partitioned = r["relkind"] == "I"

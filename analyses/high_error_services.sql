@@ -1,6 +1,7 @@
 {#
     The guide's "high error rates" troubleshooting query (docs/requirements.md#alert-error-rate):
-    services whose 7-day error rate is above its 20% target.
+    services whose 7-day error rate is above the alert_error_rate_warn var (20%), the rate
+    mart_monitoring_alerts warns at.
 #}
 with
 
@@ -17,7 +18,7 @@ final as (
         error_rate_7d as avg_error,
         labeled_7d_count
     from health
-    where error_rate_7d > 0.2
+    where error_rate_7d > {{ var('alert_error_rate_warn') }}
 
 )
 

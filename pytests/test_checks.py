@@ -92,8 +92,11 @@ def generate_clean(conn: psycopg.Connection) -> None:
         )
         select gen_random_uuid(), now() - interval '5 minutes', s.service_name, 'accuracy', 0.9
         from ml_ref.services as s;
-        insert into ml_raw.learning_events (event_id, occurred_at, event_type, source)
-        select gen_random_uuid(), now() - i * interval '1 minute', 'prediction', 'test'
+        insert into ml_raw.learning_events (
+            event_id, occurred_at, event_type, source, processed_at
+        )
+        select gen_random_uuid(), now() - i * interval '1 minute', 'prediction', 'test',
+            now() - i * interval '1 minute' + interval '2 seconds'
         from generate_series(1, 10) as i;
         insert into ml_ops.writer_stats (
             writer_id, host, pid, queued, written, spilled, replayed, rejected

@@ -191,7 +191,8 @@ def test_core_tables_are_commented(conn: psycopg.Connection) -> None:
     for table in (
         "ml_raw.ml_predictions", "ml_raw.ml_prediction_outcomes", "ml_raw.ml_feedback",
         "ml_raw.ml_performance_metrics", "ml_raw.learning_events", "ml_ops.dead_letters",
-        "ml_ops.writer_stats",
+        "ml_ops.writer_stats", "ml_ops.maintenance_runs", "ml_ops.maintenance_findings",
+        "ml_ops.maintenance_size_history",
     ):  # fmt: skip
         uncommented = conn.execute(
             "select array_agg(attname::text) from pg_attribute "

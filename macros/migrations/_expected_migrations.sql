@@ -18,6 +18,7 @@
         ["0023", "archive_parents"],
         ["0024", "learning_events_service_name"],
         ["0025", "roles_and_policies"],
+        ["0030", "maintenance"],
         ["0040", "models_role"],
         ["0041", "model_repository"]
     ]) }}

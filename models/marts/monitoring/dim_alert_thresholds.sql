@@ -18,6 +18,16 @@
     'alert_volume_min_history_weeks',
     'alert_volume_sensitivity',
     'alert_volume_error_ratio',
+    'alert_maintenance_max_age_hours',
+    'alert_write_latency_ms',
+    'alert_learning_lag_minutes',
+    'alert_error_rate_warn',
+    'alert_dq_score_min',
+    'alert_resource_max_pct',
+    'alert_query_slowdown_ratio',
+    'alert_query_min_runs',
+    'alert_accuracy_drop_ratio',
+    'alert_accuracy_min_labeled',
 ] -%}
 
 with

@@ -4,9 +4,8 @@
     (docs/requirements.md#alert-thresholds):
     - service silent (int_service_silences_measured, the one definition of silence): no
       prediction for services.silent_after_minutes (warn), alert_silent_error_minutes (error);
-    - error rate over 7 days above services.max_error_rate (warn);
-    - writer queue above alert_writer_queue_max in the latest snapshot of each writer of the
-      last day (warn);
+    - error rate over 7 days above alert_error_rate_warn (warn) or above the service's
+      services.max_error_rate (error);
     - database above alert_database_max_bytes (warn);
     - drift: PSI of predicted_value or confidence above alert_psi_warn (warn) / alert_psi_error
       (error), for the last two days of mart_drift_daily, on days with at least
@@ -20,7 +19,13 @@
       warn from the first such row (docs/requirements.md#registered-services);
     - volume anomaly: yesterday's predictions scored by the volume_anomalies macro, as the
       volume_anomaly test scores them (alert_volume_* vars); an error when the day fell to
-      alert_volume_error_ratio of the same-weekday mean or less.
+      alert_volume_error_ratio of the same-weekday mean or less;
+    - accuracy drop: a model version's accuracy on its newest day of the last week (with at
+      least alert_accuracy_min_labeled labeled predictions) more than alert_accuracy_drop_ratio
+      below its baseline, its accuracy over its first drift_baseline_days days (warn);
+    - the operations alerts of int_ops_alerts_raised: writer queue and write latency,
+      maintenance findings and runs, learning-event lag, data-quality score, resource use and
+      query slowdowns.
 
     A view, not a table like the other marts: silence, queue and size are read live, so the
     alerts are current whenever `mlwh check` reads them. Drift, coverage and volume come from
@@ -29,7 +34,6 @@
 {{ config(materialized='view') }}
 
 {%- set silent_error_minutes = var('alert_silent_error_minutes') | int -%}
-{%- set writer_queue_max = var('alert_writer_queue_max') | int -%}
 {%- set database_max_bytes = var('alert_database_max_bytes') | int -%}
 {%- set drift_min_rows = var('drift_alert_min_rows') | int -%}
 {%- set psi_warn = var('alert_psi_warn') -%}
@@ -40,6 +44,10 @@
 {%- set min_history_weeks = var('alert_volume_min_history_weeks') | int -%}
 {%- set volume_sensitivity = var('alert_volume_sensitivity') -%}
 {%- set volume_error_ratio = var('alert_volume_error_ratio') -%}
+{%- set error_rate_warn = var('alert_error_rate_warn') -%}
+{%- set accuracy_drop_ratio = var('alert_accuracy_drop_ratio') -%}
+{%- set accuracy_min_labeled = var('alert_accuracy_min_labeled') | int -%}
+{%- set baseline_days = var('drift_baseline_days') | int -%}
 
 with
 
@@ -52,12 +60,6 @@ services as (
 silences as (
 
     select * from {{ ref('int_service_silences_measured') }}
-
-),
-
-writer_stats as (
-
-    select * from {{ ref('stg_ml_ops__writer_stats') }}
 
 ),
 
@@ -91,6 +93,18 @@ volume_daily as (
 
 ),
 
+performance_daily as (
+
+    select * from {{ ref('mart_performance_daily') }}
+
+),
+
+ops_alerts as (
+
+    select * from {{ ref('int_ops_alerts_raised') }}
+
+),
+
 silent_services as (
 
     select
@@ -121,44 +135,15 @@ error_rates as (
         'error_rate_7d' as metric,
         '7 days' as alert_window,
         error_rate_7d as observed_value,
-        max_error_rate as threshold,
-        'warn' as severity,
+        case
+            when is_error_rate_high then max_error_rate else {{ error_rate_warn }}
+        end as threshold,
+        case when is_error_rate_high then 'error' else 'warn' end as severity,
         refreshed_at as since,
         (refreshed_at at time zone 'UTC')::date as alert_date,
         labeled_7d_count || ' labeled predictions' as detail
     from service_health
-    where is_error_rate_high
-
-),
-
-latest_writer_stats as (
-
-    select distinct on (writer_id)
-        writer_id,
-        host,
-        recorded_at,
-        queued
-    from writer_stats
-    where recorded_at > now() - interval '1 day'
-    order by writer_id asc, recorded_at desc
-
-),
-
-writer_queues as (
-
-    select
-        'writer' as entity_type,
-        writer_id as entity,
-        'writer_queue' as metric,
-        'latest snapshot' as alert_window,
-        queued::double precision as observed_value,
-        {{ writer_queue_max }}::double precision as threshold,
-        'warn' as severity,
-        recorded_at as since,
-        (recorded_at at time zone 'UTC')::date as alert_date,
-        'host ' || host as detail
-    from latest_writer_stats
-    where queued > {{ writer_queue_max }}
+    where is_error_rate_high or error_rate_7d > {{ error_rate_warn }}
 
 ),
 
@@ -316,6 +301,76 @@ unregistered_types as (
 
 ),
 
+version_days as (
+
+    select
+        service_name,
+        prediction_type,
+        model_version,
+        metric_date,
+        accuracy,
+        labeled_count,
+        min(metric_date) over (
+            partition by service_name, prediction_type, model_version
+        ) as first_date
+    from performance_daily
+    where accuracy is not null and model_version is not null and labeled_count > 0
+
+),
+
+accuracy_baselines as (
+
+    select
+        service_name,
+        prediction_type,
+        model_version,
+        sum(accuracy * labeled_count) / sum(labeled_count) as baseline_accuracy
+    from version_days
+    where metric_date < first_date + {{ baseline_days }}
+    group by service_name, prediction_type, model_version
+
+),
+
+latest_accuracy as (
+
+    select distinct on (service_name, prediction_type, model_version)
+        service_name,
+        prediction_type,
+        model_version,
+        metric_date,
+        accuracy
+    from version_days
+    where metric_date >= current_date - 7
+        and metric_date >= first_date + {{ baseline_days }}
+        and labeled_count >= {{ accuracy_min_labeled }}
+    order by service_name asc, prediction_type asc, model_version asc, metric_date desc
+
+),
+
+accuracy_drops as (
+
+    select
+        'service' as entity_type,
+        latest.service_name as entity,
+        'accuracy_vs_baseline' as metric,
+        'newest day against the version''s first {{ baseline_days }} days' as alert_window,
+        latest.accuracy as observed_value,
+        (1 - {{ accuracy_drop_ratio }}) * baseline.baseline_accuracy as threshold,
+        'warn' as severity,
+        latest.metric_date::timestamptz as since,
+        latest.metric_date as alert_date,
+        'model version ' || latest.model_version || ', prediction type '
+        || latest.prediction_type as detail
+    from latest_accuracy as latest
+    inner join accuracy_baselines as baseline
+        on
+            latest.service_name = baseline.service_name
+            and latest.prediction_type = baseline.prediction_type
+            and latest.model_version = baseline.model_version
+    where latest.accuracy < (1 - {{ accuracy_drop_ratio }}) * baseline.baseline_accuracy
+
+),
+
 alerts as (
 
     select * from silent_services
@@ -324,8 +379,6 @@ alerts as (
     union all
     select * from error_rates
     union all
-    select * from writer_queues
-    union all
     select * from database_size
     union all
     select * from drift
@@ -333,6 +386,10 @@ alerts as (
     select * from label_coverage
     union all
     select * from volume_alerts
+    union all
+    select * from accuracy_drops
+    union all
+    select * from ops_alerts
 
 ),
 

@@ -1,3 +1,4 @@
+-- runs as: superuser
 -- squawk: the tables below are new (nothing existing is locked or scanned), the engine runs the
 -- file in one transaction with lock_timeout set, and the down drops only what up created (the
 -- two extensions too: a database that had them before this migration loses them on rollback),
@@ -183,7 +184,39 @@ comment on column ml_ops.maintenance_size_history.bloat_share is
 comment on column ml_ops.maintenance_size_history.xid_age is
     'Transaction-ID age of the database (wraparound distance), for the database row.';
 
+-- least privilege (docs/security.md): migration 0025 made mlwh_owner the owner of everything;
+-- this file runs as the superuser (extensions), so it hands its tables over itself. A dry run of
+-- `mlwh maintain` runs as mlwh_maintainer; --apply runs as mlwh_owner, which must own what it
+-- vacuums, reindexes and drops before PostgreSQL 17, and needs the monitoring roles to see and
+-- end other roles' sessions.
+alter table ml_ops.maintenance_runs owner to mlwh_owner;
+alter table ml_ops.maintenance_findings owner to mlwh_owner;
+alter table ml_ops.maintenance_size_history owner to mlwh_owner;
+grant select, insert, update on
+ml_ops.maintenance_runs, ml_ops.maintenance_findings, ml_ops.maintenance_size_history
+to mlwh_maintainer;
+grant insert on ml_raw.query_performance_logs to mlwh_maintainer;
+grant pg_monitor, pg_signal_backend to mlwh_owner;
+
+do $$
+declare
+    routine regprocedure;
+begin
+    for routine in
+        select p.oid::regprocedure
+        from pg_proc as p
+        inner join pg_depend as d on p.oid = d.objid and d.deptype = 'e'
+        inner join pg_extension as e on d.refobjid = e.oid
+        where e.extname in ('amcheck', 'pgstattuple')
+    loop
+        execute format('grant execute on function %s to mlwh_owner, mlwh_maintainer', routine);
+    end loop;
+end
+$$;
+
 -- migrate:down
+-- (mlwh_owner keeps pg_monitor and pg_signal_backend: like the roles, memberships are the
+-- server's, and another database of it may rely on them)
 drop table ml_ops.maintenance_size_history;
 drop table ml_ops.maintenance_findings;
 drop table ml_ops.maintenance_runs;

@@ -15,7 +15,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         return _status()
     config = maintenance.load_config(args.config)  # a bad file is exit 2 before any connection
     steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
-    info = db.ensure_running()
+    # least privilege (docs/security.md): a dry run only looks; --apply acts as the owner
+    info = db.ensure_running(db.OWNER if args.apply else db.MAINTAINER)
     out = sys.stderr if args.json else sys.stdout
     mode = "applying" if args.apply else "dry run (pass --apply to fix what is safe)"
     print(f"maintenance, {mode}, config: {config.source}", file=out, flush=True)
@@ -31,7 +32,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
 
 def _status() -> int:
-    rows = status_rows(db.ensure_running())
+    rows = status_rows(db.ensure_running(db.MAINTAINER))
     if not rows:
         print("no maintenance run yet: `mlwh maintain` runs one")
         return 0

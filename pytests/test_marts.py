@@ -421,7 +421,8 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
         load(conn, data, None, boundaries[0])
         # targets of their own: other --vars would undo the partial parse of the shared one
         varied = Dbt(
-            module_db, project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True
+            as_owner(module_db), project=ROOT, target_path=Path(f"{dbt.target_path}-vars"),
+            quiet=True,
         )
         first = varied.invoke(["build", *SELECT, *dbt_vars(now)])
         assert first.ok, [

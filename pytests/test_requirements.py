@@ -230,7 +230,7 @@ def built(module_db: db.ConnInfo, dbt: Dbt) -> Dbt:
             "'code-quality', 0.5, 0.8 from generate_series(1, 48) as i"
         )
     # its own target: other --vars would undo the partial parse of the shared one
-    varied = Dbt(module_db, project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True)
+    varied = Dbt(dbt.conninfo, project=ROOT, target_path=Path(f"{dbt.target_path}-vars"), quiet=True)
     result = varied.invoke(
         ["build", "--select", *MONITORED, "--exclude", "resource_type:test",
          "resource_type:unit_test", "--vars", json.dumps({"alert_database_max_bytes": 1})]

@@ -239,10 +239,11 @@ class _Sink:
         target = sql.Identifier("ml_raw", table)
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         with self.conn.transaction():
+            # only the columns given: the table fills the others (defaults, triggers)
             self.conn.execute(
-                sql.SQL("create temp table {} (like {} including defaults) on commit drop").format(
-                    stage, target
-                )
+                sql.SQL(
+                    "create temp table {} on commit drop as select {} from {} with no data"
+                ).format(stage, cols, target)
             )
             with self.conn.cursor().copy(
                 sql.SQL("copy {} ({}) from stdin").format(stage, cols)

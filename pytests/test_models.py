@@ -340,3 +340,34 @@ def test_unmigrated_database_is_named(empty_db: db.ConnInfo) -> None:
     with pytest.raises(DatabaseUnavailable, match="not migrated: run `mlwh migrate`"):
         ModelRepository(empty_db, config=SMALL_POOL)
 
+
+
+def test_a_cache_get_is_a_read_and_hits_are_counted_in_batches(
+    models_info: db.ConnInfo, module_db: db.ConnInfo
+) -> None:
+    # docs/requirements.md#model-cache: a get writes nothing, so a writer holding the row (a put
+    # replacing it, a purge) never makes readers wait; the hits reach the table in one UPDATE
+    config = RepositoryConfig(
+        pool_size=1, max_overflow=1, query_timeout=1, cache_hits_flush_seconds=3600
+    )
+    with ModelRepository(models_info, config=config) as repo:
+        repo.cache_predictions("locked_key", {"p": 1}, ttl_seconds=60)
+        with db.connect(module_db) as writer:
+            writer.execute(
+                "select 1 from ml_raw.prediction_cache where cache_key = 'locked_key' for update"
+            )
+            for _ in range(3):
+                assert repo.get_cached_predictions("locked_key") == {"p": 1}
+        with db.connect(module_db) as admin:
+            count = "select access_count from ml_raw.prediction_cache where cache_key = 'locked_key'"
+            assert admin.execute(count).fetchone() == (0,)  # not yet flushed
+            assert repo.flush_cache_hits() == 1
+            assert admin.execute(count).fetchone() == (3,)
+            repo.get_cached_predictions("locked_key")
+            repo.get_cache_statistics()  # statistics flush first
+            assert admin.execute(count).fetchone() == (4,)
+            assert repo.flush_cache_hits() == 0
+        repo.get_cached_predictions("locked_key")
+    with db.connect(module_db) as admin:  # close() flushes what is left
+        assert admin.execute(count).fetchone() == (5,)
+        admin.execute("delete from ml_raw.prediction_cache where cache_key = 'locked_key'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import multiprocessing
 import pickle
 import time
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from psycopg import errors
 
+from pytests.conftest import mlwh_env, run_mlwh
 from runner import db
 from runner.errors import DatabaseUnavailable
 from runner.models import (
@@ -371,3 +373,41 @@ def test_a_cache_get_is_a_read_and_hits_are_counted_in_batches(
     with db.connect(module_db) as admin:  # close() flushes what is left
         assert admin.execute(count).fetchone() == (5,)
         admin.execute("delete from ml_raw.prediction_cache where cache_key = 'locked_key'")
+
+
+def test_the_models_command_lists_aliases_deletes_and_refuses_in_one_line(
+    repo: ModelRepository, pg_home: Path, module_db: db.ConnInfo
+) -> None:
+    # docs/requirements.md#model-cli
+    env = mlwh_env(pg_home, module_db.dbname)
+    for _ in range(3):
+        repo.save_model("cli_model", b"weights", metadata={"team": "search"})
+    out = run_mlwh("models", "alias", "cli_model", "champion", "2", env=env)
+    assert (out.returncode, out.stdout.strip()) == (0, "cli_model: champion -> version 2"), out.stderr
+    out = run_mlwh("models", "versions", "cli_model", env=env)
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[:3] for line in out.stdout.splitlines()[1:]] == [
+        ["1", "1", "live"], ["2", "2", "live"], ["3", "3", "live"]]  # fmt: skip
+    assert out.stdout.splitlines()[2].endswith("champion")
+    shown = json.loads(run_mlwh("models", "show", "cli_model", "champion", env=env).stdout)
+    assert (shown["version"], shown["aliases"], shown["metadata"]["team"]) == ("2", ["champion"], "search")
+    assert run_mlwh("models", "delete", "cli_model", "1", env=env).returncode == 0
+    out = run_mlwh("models", "versions", "cli_model", "--all", "--json", env=env)
+    assert [v["is_active"] for v in json.loads(out.stdout)] == [False, True, True]
+    assert run_mlwh("models", "restore", "cli_model", "1", env=env).returncode == 0
+    out = run_mlwh("models", "cleanup", "cli_model", "--keep", "1", env=env)
+    assert (out.returncode, out.stdout.split()[1]) == (0, "1"), out.stderr  # 1 purged, 2 aliased
+    listed = json.loads(run_mlwh("models", "list", "--json", env=env).stdout)
+    assert {m["model_name"]: m["live_versions"] for m in listed}["cli_model"] == 2
+    stats = run_mlwh("models", "stats", env=env)
+    assert stats.returncode == 0 and stats.stdout.startswith("models: "), stats.stderr
+    for args, message in (
+        (("show", "no_such_model"), "unknown model 'no_such_model'"),
+        (("delete", "cli_model", "2"), "is champion: move or remove the alias first"),
+        (("alias", "cli_model", "champion"), "give either a VERSION"),
+        (("alias", "cli_model", "Bad Alias", "3"), "alias must be lowercase"),
+        (("cleanup", "cli_model", "--keep", "-1"), "--keep must be 0 or more"),
+    ):
+        out = run_mlwh("models", *args, env=env)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr

@@ -333,6 +333,8 @@ def test_bad_settings_name_their_variable() -> None:
         ({"CACHE_DEFAULT_TTL": "90000"}, r"CACHE_DEFAULT_TTL \(90000\) is above CACHE_MAX_TTL"),
         ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT must be more than 0"),
         ({"ENABLE_METRICS": "maybe"}, "ENABLE_METRICS must be true or false"),
+        ({"HNSW_EF_SEARCH": "5000"}, "HNSW_EF_SEARCH must be from 1 to 1000, got 5000"),
+        ({"CACHE_HITS_FLUSH_SECONDS": "0"}, "CACHE_HITS_FLUSH_SECONDS must be more than 0"),
     ):
         with pytest.raises(ConfigError, match=message):
             RepositoryConfig.from_env(env)

@@ -42,9 +42,6 @@ from runner.models.timing import OperationTiming, Timings, timed
 log = logging.getLogger("runner.models")
 
 LATEST = "latest"
-# HNSW candidates per search: on 5,000 random 128-d vectors pgvector's default 40 found 0.72 of
-# the true top 10, 100 found 0.95, 200 all; bench/models.py measures 200 at 50,000
-DEFAULT_EF_SEARCH = 200
 MODEL_TABLES = ("ml_models", "model_aliases", "embeddings", "prediction_cache", "training_metrics")
 
 VERSION_COLUMNS = sql.SQL(
@@ -617,11 +614,14 @@ class ModelRepository:
         k: int = 10,
         *,
         exact: bool = False,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
     ) -> list[tuple[str, float]]:
         """The `k` entities of `entity_type` nearest to `query` by cosine distance, nearest
-        first: through the type's HNSW index when pgvector is installed (approximate; raise
-        `ef_search` for recall), exactly with `exact=True` or without pgvector."""
+        first: through the type's HNSW index when pgvector is installed (approximate: `ef_search`,
+        default HNSW_EF_SEARCH, trades latency for recall), exactly with `exact=True` or without
+        pgvector."""
+        if ef_search is None:
+            ef_search = self.config.ef_search
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
             raise InvalidValue(f"k must be a whole number from 1 to 1000, got {k!r}")
         if isinstance(ef_search, bool) or not isinstance(ef_search, int) or not 1 <= ef_search <= 1000:
@@ -655,6 +655,8 @@ class ModelRepository:
             conn.execute("set local enable_indexscan = off")
         else:
             self._ensure_index(conn, entity_type)
+            # per search, in its transaction (docs/requirements.md#model-embeddings-search): at
+            # least k candidates, or the index returns fewer rows than asked
             conn.execute(sql.SQL("set local hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k))))
         query = sql.SQL(
             "select e.entity_id, {d} as distance from ml_raw.embeddings as e "

@@ -413,3 +413,48 @@ def test_the_models_command_lists_aliases_deletes_and_refuses_in_one_line(
         out = run_mlwh("models", *args, env=env)
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+def test_the_registry_marts_agree_with_the_repository(
+    repo: ModelRepository, module_db: db.ConnInfo, dbt  # type: ignore[no-untyped-def]
+) -> None:
+    # docs/requirements.md#model-registry-marts
+    for label in ("1", "2", "3"):
+        repo.save_model("dbt_ranker", label.encode(), version=label, framework="numpy")
+    repo.set_alias("dbt_ranker", "champion", "2")
+    repo.save_training_metrics("dbt_ranker", "2", {"loss": 0.9}, epoch=0)
+    repo.save_training_metrics("dbt_ranker", "2", {"loss": 0.5}, epoch=1)
+    repo.save_training_metrics("dbt_ranker", "2", {"loss": 0.4, "accuracy": 0.8})
+    repo.delete_model("dbt_ranker", "1")
+    result = dbt.invoke([
+        "build", "--select", "path:seeds", "+mart_model_versions", "+mart_training_metrics",
+        "--exclude", "path:tests",
+    ])  # fmt: skip
+    assert result.ok, [(r["unique_id"], r.get("message")) for r in result.results
+                       if r.get("status") not in ("pass", "success")]  # fmt: skip
+    with db.connect(module_db) as conn:
+        dim = conn.execute(
+            "select version, version_number, aliases, is_active, has_artifact, is_champion, "
+            "is_latest from ml_marts.dim_model_versions where model_name = 'dbt_ranker' "
+            "order by version_number"
+        ).fetchall()
+        assert dim == [
+            ("1", 1, None, False, True, False, False),
+            ("2", 2, "champion", True, True, True, False),
+            ("3", 3, None, True, True, False, True),
+        ]
+        metrics = conn.execute(
+            "select metric_name, latest_value, first_value, min_value, max_value, point_count, "
+            "last_epoch from ml_marts.mart_training_metrics where model_name = 'dbt_ranker' "
+            "order by metric_name"
+        ).fetchall()
+        assert metrics == [("accuracy", 0.8, 0.8, 0.8, 0.8, 1, None), ("loss", 0.4, 0.9, 0.4, 0.9, 3, 1)]
+        versions = conn.execute(
+            "select version, registry_metrics, is_champion, online_prediction_count "
+            "from ml_marts.mart_model_versions where model_name = 'dbt_ranker' order by version"
+        ).fetchall()
+    assert versions == [
+        ("1", {}, False, 0),
+        ("2", repo.get_training_metrics("dbt_ranker", "2"), True, 0),
+        ("3", {}, False, 0),
+    ]

@@ -95,6 +95,27 @@ def test_a_model_round_trips_byte_for_byte_with_its_checksum(
         repo.save_model("roundtrip", str(tmp_path / "missing.bin"))
 
 
+def test_a_fitted_scikit_learn_estimator_round_trips_byte_for_byte(repo: ModelRepository) -> None:
+    # docs/requirements.md#model-artifact-integrity: a real model, as the registry's users save it
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, labels = make_classification(n_samples=300, n_features=8, random_state=0)
+    estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(features, labels)
+    artifact = pickle.dumps(estimator, protocol=5)
+    saved = repo.save_model("sklearn_forest", artifact, metadata={"features": 8},
+                            framework="scikit-learn", model_type="classifier")  # fmt: skip
+    assert saved["sha256"] == hashlib.sha256(artifact).hexdigest()
+    assert repo.load_model("sklearn_forest", "latest") == artifact  # bytes in, the same bytes out
+    repo.save_model("sklearn_forest", estimator)  # the object itself: pickled by the repository
+    with pytest.raises(UnsafeArtifact, match="unpickling runs"):
+        repo.load_model("sklearn_forest", 2)
+    loaded = repo.load_model("sklearn_forest", 2, allow_pickle=True)
+    assert type(loaded) is RandomForestClassifier
+    assert np.array_equal(loaded.predict_proba(features), estimator.predict_proba(features))
+    assert repo.load_model("sklearn_forest", 2, raw=True) == artifact
+
+
 def test_a_tampered_artifact_fails_its_checksum(
     repo: ModelRepository, module_db: db.ConnInfo, models_info: db.ConnInfo
 ) -> None:

@@ -2,12 +2,14 @@
 """The model repository's search and cache, measured (docs/requirements.md#model-embeddings-search,
 #model-cache).
 
-  embeddings  --vectors (50,000) random vectors of --dim (128) dimensions, gathered around
-              1,000 centres as embeddings of related items are, saved with one
+  embeddings  --vectors (50,000) vectors of --dim (128) dimensions, of each --kinds: random
+              (isotropic noise, the hard case for a graph index) and clustered (around 1,000
+              centres, as embeddings of related items gather), saved with one
               batch_save_embeddings (COPY, then the type's HNSW index is built); --queries
-              searches for the top 10 by cosine distance through the HNSW index, with recall
-              against exact numpy search (target >= 0.95) and the latency of each call
-              (p50, p95), next to exact=True (pgvector without the index) as the baseline.
+              searches for the top 10 by cosine distance through the HNSW index at each
+              --ef-search (default HNSW_EF_SEARCH), with recall against exact numpy search
+              (target >= 0.95) and the latency of each call (p50, p95), next to exact=True
+              (pgvector without the index) as the baseline.
   cache       --entries (100,000) cache entries, a tenth of them expired; get_cached_predictions
               on random live keys (p50, p99) next to a plain SELECT of the same row by its
               unique key on a connection of the same role (target: get p99 within 2x), and
@@ -17,7 +19,8 @@ Both run as mlwh_models, as applications do. By default a throw-away embedded se
 temporary MLWH_HOME; --use-target uses a scratch database on the server mlwh resolves to.
 
     .venv/bin/python bench/models.py [--vectors 50000] [--dim 128] [--queries 200]
-                                     [--entries 100000] [--use-target]
+                                     [--kinds random,clustered] [--ef-search 200,800]
+                                     [--entries 100000] [--skip-cache] [--use-target]
 """
 
 from __future__ import annotations
@@ -60,40 +63,53 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def _clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
-    """Vectors around 1,000 fixed centres, as embeddings of related items gather. (Isotropic
-    noise in 128 dimensions is the worst case for any graph index: every point is almost as far
-    as every other; docs/models.md gives its recall.)"""
+    """Vectors around 1,000 fixed centres, as embeddings of related items gather."""
     centres = np.random.default_rng(0).normal(size=(1000, dim))
     return centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.5, size=(n, dim))
 
 
-def bench_embeddings(repo: ModelRepository, n: int, dim: int, queries: int) -> None:
+def _random(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Isotropic noise, every vector independent: the worst case for a graph index, where no
+    point is much nearer than any other."""
+    return rng.normal(size=(n, dim))
+
+
+def bench_embeddings(
+    repo: ModelRepository, n: int, dim: int, queries: int, kind: str, ef_values: list[int]
+) -> None:
     rng = np.random.default_rng(42)
-    points = _clustered(rng, n, dim)
+    make = _clustered if kind == "clustered" else _random
+    points = make(rng, n, dim)
     started = time.perf_counter()
-    repo.batch_save_embeddings((("bench", f"e{i}", p) for i, p in enumerate(points)))
+    repo.batch_save_embeddings(((kind, f"e{i}", p) for i, p in enumerate(points)))
     elapsed = time.perf_counter() - started
-    _say(f"saved {n:,} vectors of {dim} dimensions in {elapsed:.1f} s ({n / elapsed:,.0f}/s, "
-         f"COPY and HNSW build)")  # fmt: skip
+    _say(f"{kind}: saved {n:,} vectors of {dim} dimensions in {elapsed:.1f} s "
+         f"({n / elapsed:,.0f}/s, COPY and HNSW build)")  # fmt: skip
     unit = points / np.linalg.norm(points, axis=1, keepdims=True)
-    recalls, hnsw, exact = [], [], []
-    for q in _clustered(rng, queries, dim):
-        truth = {f"e{i}" for i in np.argsort(1 - unit @ (q / np.linalg.norm(q)))[:10]}
+    asked = make(rng, queries, dim)
+    truths = [
+        {f"e{i}" for i in np.argsort(1 - unit @ (q / np.linalg.norm(q)))[:10]} for q in asked
+    ]
+    exact = []
+    for q in asked[:20]:  # the scan is slow: a sample is enough for its percentiles
         t0 = time.perf_counter()
-        found = repo.search_embeddings("bench", q, 10)
-        hnsw.append(time.perf_counter() - t0)
-        recalls.append(len(truth & {e for e, _ in found}) / 10)
-        if len(exact) < 20:  # the scan is slow: a sample is enough for its percentiles
-            t0 = time.perf_counter()
-            repo.search_embeddings("bench", q, 10, exact=True)
-            exact.append(time.perf_counter() - t0)
-    recall = float(np.mean(recalls))
-    verdict = "meets" if recall >= 0.95 else "MISSES"
-    _say(f"top-10 recall of HNSW against exact numpy search: {recall:.3f} over {queries} queries "
-         f"({verdict} the >= 0.95 target)")  # fmt: skip
-    _say(f"search latency  HNSW: p50 {_ms(hnsw, 50):.2f} ms, p95 {_ms(hnsw, 95):.2f} ms   "
-         f"exact (baseline, {len(exact)} queries): p50 {_ms(exact, 50):.1f} ms, "
+        repo.search_embeddings(kind, q, 10, exact=True)
+        exact.append(time.perf_counter() - t0)
+    _say(f"{kind}: exact=True (baseline, {len(exact)} queries): p50 {_ms(exact, 50):.1f} ms, "
          f"p95 {_ms(exact, 95):.1f} ms")  # fmt: skip
+    for ef in [repo.config.ef_search if v is None else v for v in ef_values]:
+        recalls, hnsw = [], []
+        for q, truth in zip(asked, truths, strict=True):
+            t0 = time.perf_counter()
+            found = repo.search_embeddings(kind, q, 10, ef_search=ef)
+            hnsw.append(time.perf_counter() - t0)
+            recalls.append(len(truth & {e for e, _ in found}) / 10)
+        recall = float(np.mean(recalls))
+        verdict = "meets" if recall >= 0.95 else "MISSES"
+        default = " (default)" if ef == repo.config.ef_search else ""
+        _say(f"{kind}: ef_search {ef}{default}: top-10 recall {recall:.3f} against exact numpy "
+             f"search over {queries} queries ({verdict} >= 0.95); HNSW p50 {_ms(hnsw, 50):.2f} "
+             f"ms, p95 {_ms(hnsw, 95):.2f} ms")  # fmt: skip
 
 
 def bench_cache(repo: ModelRepository, info: db.ConnInfo, admin: db.ConnInfo, entries: int) -> None:
@@ -142,8 +158,10 @@ def run(admin: db.ConnInfo, server: db.EmbeddedServer | None, args: argparse.Nam
     with ModelRepository(info, config=config) as repo:
         if repo.vector_schema is None:
             _say("pgvector is not installed here: every search is exact")
-        bench_embeddings(repo, args.vectors, args.dim, args.queries)
-        bench_cache(repo, info, admin, args.entries)
+        for kind in args.kinds.split(","):
+            bench_embeddings(repo, args.vectors, args.dim, args.queries, kind, args.ef_search)
+        if not args.skip_cache:
+            bench_cache(repo, info, admin, args.entries)
 
 
 def main() -> int:
@@ -152,6 +170,12 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--kinds", default="random,clustered", help="random, clustered or both")
+    parser.add_argument(
+        "--ef-search", type=lambda t: [int(v) for v in t.split(",")], default=[None],
+        help="comma-separated ef_search values to measure (default: the repository's)",
+    )
+    parser.add_argument("--skip-cache", action="store_true")
     parser.add_argument(
         "--use-target",
         action="store_true",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import multiprocessing
 import pickle
 import time
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from psycopg import errors
 
+from pytests.conftest import mlwh_env, run_mlwh
 from runner import db
 from runner.errors import DatabaseUnavailable
 from runner.models import (
@@ -91,6 +93,27 @@ def test_a_model_round_trips_byte_for_byte_with_its_checksum(
     assert repo.load_model("roundtrip", "pickled", raw=True) == pickle.dumps(model, protocol=5)
     with pytest.raises(InvalidValue, match="no such file"):
         repo.save_model("roundtrip", str(tmp_path / "missing.bin"))
+
+
+def test_a_fitted_scikit_learn_estimator_round_trips_byte_for_byte(repo: ModelRepository) -> None:
+    # docs/requirements.md#model-artifact-integrity: a real model, as the registry's users save it
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, labels = make_classification(n_samples=300, n_features=8, random_state=0)
+    estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(features, labels)
+    artifact = pickle.dumps(estimator, protocol=5)
+    saved = repo.save_model("sklearn_forest", artifact, metadata={"features": 8},
+                            framework="scikit-learn", model_type="classifier")  # fmt: skip
+    assert saved["sha256"] == hashlib.sha256(artifact).hexdigest()
+    assert repo.load_model("sklearn_forest", "latest") == artifact  # bytes in, the same bytes out
+    repo.save_model("sklearn_forest", estimator)  # the object itself: pickled by the repository
+    with pytest.raises(UnsafeArtifact, match="unpickling runs"):
+        repo.load_model("sklearn_forest", 2)
+    loaded = repo.load_model("sklearn_forest", 2, allow_pickle=True)
+    assert type(loaded) is RandomForestClassifier
+    assert np.array_equal(loaded.predict_proba(features), estimator.predict_proba(features))
+    assert repo.load_model("sklearn_forest", 2, raw=True) == artifact
 
 
 def test_a_tampered_artifact_fails_its_checksum(
@@ -331,6 +354,8 @@ def test_bad_settings_name_their_variable() -> None:
         ({"CACHE_DEFAULT_TTL": "90000"}, r"CACHE_DEFAULT_TTL \(90000\) is above CACHE_MAX_TTL"),
         ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT must be more than 0"),
         ({"ENABLE_METRICS": "maybe"}, "ENABLE_METRICS must be true or false"),
+        ({"HNSW_EF_SEARCH": "5000"}, "HNSW_EF_SEARCH must be from 1 to 1000, got 5000"),
+        ({"CACHE_HITS_FLUSH_SECONDS": "0"}, "CACHE_HITS_FLUSH_SECONDS must be more than 0"),
     ):
         with pytest.raises(ConfigError, match=message):
             RepositoryConfig.from_env(env)
@@ -340,3 +365,117 @@ def test_unmigrated_database_is_named(empty_db: db.ConnInfo) -> None:
     with pytest.raises(DatabaseUnavailable, match="not migrated: run `mlwh migrate`"):
         ModelRepository(empty_db, config=SMALL_POOL)
 
+
+
+def test_a_cache_get_is_a_read_and_hits_are_counted_in_batches(
+    models_info: db.ConnInfo, module_db: db.ConnInfo
+) -> None:
+    # docs/requirements.md#model-cache: a get writes nothing, so a writer holding the row (a put
+    # replacing it, a purge) never makes readers wait; the hits reach the table in one UPDATE
+    config = RepositoryConfig(
+        pool_size=1, max_overflow=1, query_timeout=1, cache_hits_flush_seconds=3600
+    )
+    with ModelRepository(models_info, config=config) as repo:
+        repo.cache_predictions("locked_key", {"p": 1}, ttl_seconds=60)
+        with db.connect(module_db) as writer:
+            writer.execute(
+                "select 1 from ml_raw.prediction_cache where cache_key = 'locked_key' for update"
+            )
+            for _ in range(3):
+                assert repo.get_cached_predictions("locked_key") == {"p": 1}
+        with db.connect(module_db) as admin:
+            count = "select access_count from ml_raw.prediction_cache where cache_key = 'locked_key'"
+            assert admin.execute(count).fetchone() == (0,)  # not yet flushed
+            assert repo.flush_cache_hits() == 1
+            assert admin.execute(count).fetchone() == (3,)
+            repo.get_cached_predictions("locked_key")
+            repo.get_cache_statistics()  # statistics flush first
+            assert admin.execute(count).fetchone() == (4,)
+            assert repo.flush_cache_hits() == 0
+        repo.get_cached_predictions("locked_key")
+    with db.connect(module_db) as admin:  # close() flushes what is left
+        assert admin.execute(count).fetchone() == (5,)
+        admin.execute("delete from ml_raw.prediction_cache where cache_key = 'locked_key'")
+
+
+def test_the_models_command_lists_aliases_deletes_and_refuses_in_one_line(
+    repo: ModelRepository, pg_home: Path, module_db: db.ConnInfo
+) -> None:
+    # docs/requirements.md#model-cli
+    env = mlwh_env(pg_home, module_db.dbname)
+    for _ in range(3):
+        repo.save_model("cli_model", b"weights", metadata={"team": "search"})
+    out = run_mlwh("models", "alias", "cli_model", "champion", "2", env=env)
+    assert (out.returncode, out.stdout.strip()) == (0, "cli_model: champion -> version 2"), out.stderr
+    out = run_mlwh("models", "versions", "cli_model", env=env)
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[:3] for line in out.stdout.splitlines()[1:]] == [
+        ["1", "1", "live"], ["2", "2", "live"], ["3", "3", "live"]]  # fmt: skip
+    assert out.stdout.splitlines()[2].endswith("champion")
+    shown = json.loads(run_mlwh("models", "show", "cli_model", "champion", env=env).stdout)
+    assert (shown["version"], shown["aliases"], shown["metadata"]["team"]) == ("2", ["champion"], "search")
+    assert run_mlwh("models", "delete", "cli_model", "1", env=env).returncode == 0
+    out = run_mlwh("models", "versions", "cli_model", "--all", "--json", env=env)
+    assert [v["is_active"] for v in json.loads(out.stdout)] == [False, True, True]
+    assert run_mlwh("models", "restore", "cli_model", "1", env=env).returncode == 0
+    out = run_mlwh("models", "cleanup", "cli_model", "--keep", "1", env=env)
+    assert (out.returncode, out.stdout.split()[1]) == (0, "1"), out.stderr  # 1 purged, 2 aliased
+    listed = json.loads(run_mlwh("models", "list", "--json", env=env).stdout)
+    assert {m["model_name"]: m["live_versions"] for m in listed}["cli_model"] == 2
+    stats = run_mlwh("models", "stats", env=env)
+    assert stats.returncode == 0 and stats.stdout.startswith("models: "), stats.stderr
+    for args, message in (
+        (("show", "no_such_model"), "unknown model 'no_such_model'"),
+        (("delete", "cli_model", "2"), "is champion: move or remove the alias first"),
+        (("alias", "cli_model", "champion"), "give either a VERSION"),
+        (("alias", "cli_model", "Bad Alias", "3"), "alias must be lowercase"),
+        (("cleanup", "cli_model", "--keep", "-1"), "--keep must be 0 or more"),
+    ):
+        out = run_mlwh("models", *args, env=env)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+def test_the_registry_marts_agree_with_the_repository(
+    repo: ModelRepository, module_db: db.ConnInfo, dbt  # type: ignore[no-untyped-def]
+) -> None:
+    # docs/requirements.md#model-registry-marts
+    for label in ("1", "2", "3"):
+        repo.save_model("dbt_ranker", label.encode(), version=label, framework="numpy")
+    repo.set_alias("dbt_ranker", "champion", "2")
+    repo.save_training_metrics("dbt_ranker", "2", {"loss": 0.9}, epoch=0)
+    repo.save_training_metrics("dbt_ranker", "2", {"loss": 0.5}, epoch=1)
+    repo.save_training_metrics("dbt_ranker", "2", {"loss": 0.4, "accuracy": 0.8})
+    repo.delete_model("dbt_ranker", "1")
+    result = dbt.invoke([
+        "build", "--select", "path:seeds", "+mart_model_versions", "+mart_training_metrics",
+        "--exclude", "path:tests",
+    ])  # fmt: skip
+    assert result.ok, [(r["unique_id"], r.get("message")) for r in result.results
+                       if r.get("status") not in ("pass", "success")]  # fmt: skip
+    with db.connect(module_db) as conn:
+        dim = conn.execute(
+            "select version, version_number, aliases, is_active, has_artifact, is_champion, "
+            "is_latest from ml_marts.dim_model_versions where model_name = 'dbt_ranker' "
+            "order by version_number"
+        ).fetchall()
+        assert dim == [
+            ("1", 1, None, False, True, False, False),
+            ("2", 2, "champion", True, True, True, False),
+            ("3", 3, None, True, True, False, True),
+        ]
+        metrics = conn.execute(
+            "select metric_name, latest_value, first_value, min_value, max_value, point_count, "
+            "last_epoch from ml_marts.mart_training_metrics where model_name = 'dbt_ranker' "
+            "order by metric_name"
+        ).fetchall()
+        assert metrics == [("accuracy", 0.8, 0.8, 0.8, 0.8, 1, None), ("loss", 0.4, 0.9, 0.4, 0.9, 3, 1)]
+        versions = conn.execute(
+            "select version, registry_metrics, is_champion, online_prediction_count "
+            "from ml_marts.mart_model_versions where model_name = 'dbt_ranker' order by version"
+        ).fetchall()
+    assert versions == [
+        ("1", {}, False, 0),
+        ("2", repo.get_training_metrics("dbt_ranker", "2"), True, 0),
+        ("3", {}, False, 0),
+    ]

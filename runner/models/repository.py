@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -40,9 +42,6 @@ from runner.models.timing import OperationTiming, Timings, timed
 log = logging.getLogger("runner.models")
 
 LATEST = "latest"
-# HNSW candidates per search: on 5,000 random 128-d vectors pgvector's default 40 found 0.72 of
-# the true top 10, 100 found 0.95, 200 all; bench/models.py measures 200 at 50,000
-DEFAULT_EF_SEARCH = 200
 MODEL_TABLES = ("ml_models", "model_aliases", "embeddings", "prediction_cache", "training_metrics")
 
 VERSION_COLUMNS = sql.SQL(
@@ -129,6 +128,10 @@ class ModelRepository:
         self._timings = Timings(self.config.enable_metrics, self.config.slow_operation_ms)
         self._cache_hits = 0
         self._cache_misses = 0
+        # hits not yet written: cache_key -> (count, last access); docs/requirements.md#model-cache
+        self._pending_hits: dict[str, tuple[int, datetime]] = {}
+        self._hits_lock = threading.Lock()
+        self._closing = threading.Event()
         self._indexed_types: set[str] = set()
         self._warned_exact = False
         self.vector_schema = self._check_database(use_pgvector)
@@ -143,6 +146,10 @@ class ModelRepository:
             open=False,
         )
         self._pool.open(wait=False)
+        self._flusher = threading.Thread(
+            target=self._flush_periodically, name="mlwh-models-cache-hits", daemon=True
+        )
+        self._flusher.start()
 
     # -- connections -----------------------------------------------------------------------
     def _check_database(self, use_pgvector: bool | None) -> str | None:
@@ -175,6 +182,14 @@ class ModelRepository:
         return self._pool.connection()
 
     def close(self) -> None:
+        """Write the pending cache hits, then close the pool."""
+        if not self._closing.is_set():
+            self._closing.set()
+            self._flusher.join()
+            try:
+                self.flush_cache_hits()
+            except (psycopg.Error, PoolTimeout) as exc:
+                log.warning("cache hits not written on close: %s", str(exc).strip())
         self._pool.close()
 
     def __enter__(self) -> ModelRepository:
@@ -599,11 +614,14 @@ class ModelRepository:
         k: int = 10,
         *,
         exact: bool = False,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
     ) -> list[tuple[str, float]]:
         """The `k` entities of `entity_type` nearest to `query` by cosine distance, nearest
-        first: through the type's HNSW index when pgvector is installed (approximate; raise
-        `ef_search` for recall), exactly with `exact=True` or without pgvector."""
+        first: through the type's HNSW index when pgvector is installed (approximate: `ef_search`,
+        default HNSW_EF_SEARCH, trades latency for recall), exactly with `exact=True` or without
+        pgvector."""
+        if ef_search is None:
+            ef_search = self.config.ef_search
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
             raise InvalidValue(f"k must be a whole number from 1 to 1000, got {k!r}")
         if isinstance(ef_search, bool) or not isinstance(ef_search, int) or not 1 <= ef_search <= 1000:
@@ -637,6 +655,8 @@ class ModelRepository:
             conn.execute("set local enable_indexscan = off")
         else:
             self._ensure_index(conn, entity_type)
+            # per search, in its transaction (docs/requirements.md#model-embeddings-search): at
+            # least k candidates, or the index returns fewer rows than asked
             conn.execute(sql.SQL("set local hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k))))
         query = sql.SQL(
             "select e.entity_id, {d} as distance from ml_raw.embeddings as e "
@@ -706,6 +726,8 @@ class ModelRepository:
                 f"ttl_seconds {ttl} is above CACHE_MAX_TTL ({self.config.cache_max_ttl} s)"
             )
         meta = _json_object(metadata, "metadata")
+        with self._hits_lock:  # a replaced entry starts counting afresh
+            self._pending_hits.pop(cache_key, None)
         if isinstance(predictions, bytes | bytearray | memoryview):
             payload, meta["encoding"] = bytes(predictions), "bytes"
         else:
@@ -730,25 +752,61 @@ class ModelRepository:
     @timed
     def get_cached_predictions(self, cache_key: str) -> Any:
         """The cached predictions, or None on a miss (absent or expired: never an expired one).
-        A hit counts in the entry's access_count and last access time."""
-        # one round trip (a pipeline); a lost hit count is harmless, so the reader does not wait
-        # for the WAL flush either
-        with self._connection() as conn, conn.pipeline(), conn.transaction():
-            conn.execute("set local synchronous_commit = off")
+        A hit counts in the entry's access_count and last access time once flush_cache_hits
+        writes it (every CACHE_HITS_FLUSH_SECONDS, on get_cache_statistics and on close)."""
+        # a plain read: counting the hit here made every get an UPDATE, twice the latency of a
+        # primary-key SELECT and a wait behind any writer of the row (docs/requirements.md#model-cache)
+        with self._connection() as conn:
             row = conn.execute(
-                "update ml_raw.prediction_cache set access_count = access_count + 1, "
-                "last_accessed_at = now() where cache_key = %s and expires_at > now() "
-                "returning predictions, metadata",
+                "select predictions, metadata from ml_raw.prediction_cache "
+                "where cache_key = %s and expires_at > now()",
                 [cache_key],
             ).fetchone()
         if row is None:
-            self._cache_misses += 1
+            with self._hits_lock:
+                self._cache_misses += 1
             return None
-        self._cache_hits += 1
+        now = datetime.now(UTC)
+        with self._hits_lock:
+            self._cache_hits += 1
+            count, _ = self._pending_hits.get(cache_key, (0, now))
+            self._pending_hits[cache_key] = (count + 1, now)
         data = bytes(row["predictions"])
         if row["metadata"].get("encoding") == "json":
             return json.loads(data)
         return data
+
+    def flush_cache_hits(self) -> int:
+        """Add the hits counted in memory to their entries' access_count and last access, in
+        one UPDATE; returns how many entries it touched (a replaced or deleted entry keeps none)."""
+        with self._hits_lock:
+            pending, self._pending_hits = self._pending_hits, {}
+        if not pending:
+            return 0
+        keys = list(pending)
+        try:
+            with self._connection() as conn:
+                return conn.execute(
+                    "update ml_raw.prediction_cache as c "
+                    "set access_count = c.access_count + h.hits, "
+                    "last_accessed_at = greatest(c.last_accessed_at, h.accessed_at) "
+                    "from unnest(%s::text[], %s::bigint[], %s::timestamptz[]) "
+                    "as h (cache_key, hits, accessed_at) where c.cache_key = h.cache_key",
+                    [keys, [pending[k][0] for k in keys], [pending[k][1] for k in keys]],
+                ).rowcount
+        except BaseException:
+            with self._hits_lock:  # not lost: the next flush tries again
+                for key, (count, at) in pending.items():
+                    newer, latest = self._pending_hits.get(key, (0, at))
+                    self._pending_hits[key] = (count + newer, max(at, latest))
+            raise
+
+    def _flush_periodically(self) -> None:
+        while not self._closing.wait(self.config.cache_hits_flush_seconds):
+            try:
+                self.flush_cache_hits()
+            except (psycopg.Error, PoolTimeout) as exc:
+                log.warning("cache hits not written, retried later: %s", str(exc).strip())
 
     @timed
     def clear_cache(self, pattern: str = "*") -> int:
@@ -773,6 +831,7 @@ class ModelRepository:
 
     @timed
     def get_cache_statistics(self) -> dict[str, Any]:
+        self.flush_cache_hits()
         with self._connection() as conn:
             row = conn.execute(
                 "select count(*) as entries, count(*) filter (where expires_at <= now()) as expired, "

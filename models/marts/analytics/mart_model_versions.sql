@@ -1,9 +1,12 @@
 {#
     Model registry (ml_raw.ml_models, docs/requirements.md#model-registry) beside training,
-    offline evaluation and online performance: one row per registered model version. Online
+    offline evaluation, the registry's own training metrics (the latest value of each metric
+    the model repository recorded, docs/requirements.md#model-registry-marts) and online
+    performance: one row per registered model version. Online
     figures come from fct_prediction_outcomes (predictions whose model_id, from the staged log,
     is this model), over the 30 days before the newest prediction. The champion of a model_name
-    is its active version deployed last; every other active version is a challenger.
+    is the version the champion alias points at; without that alias, its active version
+    deployed last. Every other active version is a challenger.
 #}
 {{ config(contract={'enforced': true}) }}
 
@@ -36,6 +39,23 @@ outcomes as (
 predictions as (
 
     select * from {{ ref('stg_ml_raw__predictions') }}
+
+),
+
+registry as (
+
+    select * from {{ ref('dim_model_versions') }}
+
+),
+
+registry_metrics as (
+
+    select
+        model_id,
+        jsonb_object_agg(metric_name, metric_value order by metric_name) as registry_metrics
+    from {{ ref('int_training_metrics_unnested') }}
+    where recorded_rank = 1
+    group by model_id
 
 ),
 
@@ -99,6 +119,8 @@ final as (
         models.model_id,
         models.model_name,
         models.version,
+        registry.version_number,
+        registry.aliases,
         models.model_type,
         models.framework,
         models.status,
@@ -116,9 +138,15 @@ final as (
         online.online_share_correct,
         online.online_mae,
         online.last_prediction_at,
-        models.is_active and models.deployed_at is not null and models.deployed_at = max(
-            models.deployed_at
-        ) filter (where models.is_active) over (partition by models.model_name) as is_champion,
+        coalesce(registry_metrics.registry_metrics, '{}'::jsonb) as registry_metrics,
+        case
+            when bool_or(registry.is_champion) over (partition by models.model_name)
+                then registry.is_champion
+            else
+                models.is_active and models.deployed_at is not null and models.deployed_at = max(
+                    models.deployed_at
+                ) filter (where models.is_active) over (partition by models.model_name)
+        end as is_champion,
         coalesce(online.online_prediction_count, 0)::bigint as online_prediction_count,
         coalesce(online.online_labeled_count, 0)::bigint as online_labeled_count,
         online.online_share_correct - latest_evaluation.offline_accuracy as accuracy_drop
@@ -126,6 +154,8 @@ final as (
     left join latest_training on models.model_id = latest_training.model_id
     left join latest_evaluation on models.model_id = latest_evaluation.model_id
     left join online on models.model_id = online.model_id
+    inner join registry on models.model_id = registry.model_id
+    left join registry_metrics on models.model_id = registry_metrics.model_id
 
 )
 

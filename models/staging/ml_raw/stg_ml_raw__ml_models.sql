@@ -6,6 +6,9 @@ renamed as (
         model_id,
         model_name,
         version,
+        version_number,
+        sha256,
+        size_bytes,
         model_type,
         framework,
         hyperparameters,
@@ -16,7 +19,9 @@ renamed as (
         created_by,
         created_at,
         updated_at,
-        deployed_at
+        deployed_at,
+        deleted_at,
+        purged_at
     from {{ source('ml_raw', 'ml_models') }}
 
 )

@@ -8,6 +8,7 @@ few rows are read back so that a message names the service and the day that fail
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -101,9 +102,14 @@ def run_checks(
     *,
     dbt: Dbt | None = None,
     progress: bool = False,
-    silent: bool = False,
+    verbose: bool = False,
 ) -> CheckRun:
-    """Run freshness and tests, store every result and the run summary, return the run."""
+    """Run freshness and tests, store every result and the run summary, return the run.
+
+    dbt's own log lines are shown only when `verbose`: results come from its artifacts, and
+    `format_table` prints them. A selection that matches no check is an error (exit code 2),
+    so that a gate never passes without checking anything.
+    """
     with db.connect(info, autocommit=True) as conn:
         _require_tables(conn)
         run = CheckRun(run_id=uuid.uuid4(), started_at=_now(conn))
@@ -117,8 +123,10 @@ def run_checks(
         # (docs/requirements.md#dbt-partial-parse)
         dbt = Dbt(info, quiet=True)
     selection = ["--select", *select] if select else []
-    if silent:
+    if not verbose:
         selection += ["--log-level", "none"]
+    elif not sys.stdout.isatty():
+        selection += ["--no-use-colors"]
     try:
         if progress:
             print("checking source freshness ...", flush=True)
@@ -126,6 +134,13 @@ def run_checks(
         if progress:
             print("running data tests ...", flush=True)
         run.results += _tests(dbt, selection, info)
+        if not run.results:
+            what = f"--select {' '.join(select)}" if select else "the project"
+            raise MlwhError(
+                f"{what} matches no data test and no source freshness check: nothing was "
+                "checked (`mlwh dbt ls --resource-type test --select ...` lists what a "
+                "selection matches)"
+            )
     except MlwhError:
         _finish(info, run, crashed=True)
         raise

@@ -76,7 +76,7 @@ def cmd_db_psql(args: argparse.Namespace) -> int:
 def env_lines(target: db.Target) -> list[str]:
     from runner.dbt import Dbt
 
-    target.start()
+    db.start_announced(target)
     info = db.as_role(target.conninfo(), db.OWNER, target.server)
     variables = Dbt(info).env()
     if target.server is not None:

@@ -15,7 +15,8 @@ INTERRUPTED = 130
 
 EXIT_CODES = (
     (OK, "ok"),
-    (FINDINGS, "findings: a check failed, rows were rejected, a migration file changed"),
+    (FINDINGS, "findings: a check failed (at `--fail-on`), rows were rejected, a migration file "
+               "changed"),
     (COULD_NOT_RUN, "could not run: bad arguments or input, the database unreachable or not "
                     "prepared (the message says what to run)"),
     (STOPPED, "stopped: `mlwh db status` found the embedded server stopped"),

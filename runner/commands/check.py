@@ -31,10 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  mlwh check\n"
             "  mlwh check --select tag:monitoring\n"
-            "  mlwh check --select source:ml_raw --fail-on warn\n"
-            "  mlwh check --select mart_drift_daily --json"
+            "  mlwh check --select source:ml_raw mart_drift_daily --fail-on warn --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

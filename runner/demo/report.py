@@ -30,6 +30,17 @@ PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 16, 40
 # that no threshold is copied here (docs/requirements.md#alert-thresholds).
 ALERTS = "ml_marts.mart_monitoring_alerts"
 THRESHOLDS = "ml_marts.dim_alert_thresholds"
+# every relation the page reads: a missing one is named, with the command that builds it
+READS = (
+    "ml_marts.mart_prediction_volume_daily",
+    "ml_marts.fct_prediction_outcomes",
+    "ml_marts.mart_performance_daily",
+    "ml_marts.mart_calibration_daily",
+    "ml_marts.mart_drift_daily",
+    "ml_marts.mart_label_coverage_daily",
+    ALERTS,
+    THRESHOLDS,
+)
 
 Point = tuple[float, float]
 
@@ -221,11 +232,7 @@ def _require_built(conn: psycopg.Connection) -> None:
             f"database {conn.info.dbname} is not migrated: run `mlwh migrate`, then "
             "`mlwh dbt build` (or `mlwh demo`, which does both and generates data)"
         )
-    missing = [
-        relation
-        for relation in ("ml_marts.mart_prediction_volume_daily", ALERTS, THRESHOLDS)
-        if not _exists(conn, relation)
-    ]
+    missing = [relation for relation in READS if not _exists(conn, relation)]
     if missing:
         raise MlwhError(
             f"{', '.join(missing)} not built yet: run `mlwh dbt build` (or `mlwh demo`)"

@@ -77,7 +77,15 @@ def env_lines(target: db.Target) -> list[str]:
     from runner.dbt import Dbt
 
     db.start_announced(target)
-    info = db.as_role(target.conninfo(), db.OWNER, target.server)
+    info = target.conninfo()
+    try:
+        info = db.as_role(info, db.OWNER, target.server)
+    except db.DatabaseUnavailable as exc:
+        if target.server is not None:
+            raise
+        # an external server that does not answer yet: its settings are still worth exporting
+        # (the command prints settings only), as the URL's own user
+        print(f"mlwh: {exc}; exporting the URL's own user", file=sys.stderr)
     variables = Dbt(info).env()
     if target.server is not None:
         variables[db.ENV_MARKER] = str(target.server.home)

@@ -560,7 +560,7 @@ def ensure_running(role: str | None = None) -> ConnInfo:
 
 def start_announced(target: Target) -> None:
     """Start the target's embedded server if it is stopped, and say so in one line on stderr:
-    it keeps running after the command (docs/requirements.md#cli)."""
+    it keeps running after the command (docs/requirements.md#exit-codes)."""
     if target.start():
         assert target.server is not None
         print(

@@ -160,16 +160,21 @@ def stored_rows(info: db.ConnInfo, run_id: uuid.UUID) -> list[dict[str, Any]]:
         return [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()]
 
 
-def format_table(run: CheckRun, width: int = 100) -> str:
-    """A compact, fixed-width table of the run's results followed by its summary line."""
+def format_table(run: CheckRun, width: int = 100, passes: bool = False) -> str:
+    """A fixed-width table of the run's results, failures first, then its summary line; the
+    passed checks are one count unless `passes`."""
     lines = [f"{'status':<6} {'sev':<5} {'rows':>5}  check", "-" * 40]
     order = {"error": 0, "fail": 1, "warn": 2, "pass": 3}
     for r in sorted(run.results, key=lambda r: (order[r.status], r.check_name)):
+        if r.status == "pass" and not passes:
+            continue
         rows = "" if r.failing_rows is None else str(r.failing_rows)
         line = f"{r.status:<6} {r.severity:<5} {rows:>5}  {r.check_name}"
         if r.status != "pass" and r.message:
             line += f": {r.message}"
         lines.append(line[:width] if r.status == "pass" else line)
+    if run.count("pass") and not passes:
+        lines.append(f"{'pass':<6} {'':<5} {'':>5}  {run.count('pass')} checks (--verbose lists them)")
     lines.append(
         f"run {run.run_id}: {len(run.results)} checks, {run.count('pass')} passed,"
         f" {run.count('warn')} warned, {run.count('fail')} failed,"

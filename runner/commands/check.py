@@ -15,7 +15,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stored_rows(info, run.run_id), indent=2))
     else:
-        print(format_table(run))
+        print(format_table(run, passes=args.verbose))
     return 1 if run.failed_at(args.fail_on) else 0
 
 
@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the stored result rows as JSON")
     parser.add_argument(
-        "--verbose", "-v", action="store_true", help="show dbt's own output as well"
+        "--verbose", "-v", action="store_true",
+        help="list the passed checks too, and show dbt's own output"
     )
     parser.set_defaults(func=cmd_check)

@@ -53,6 +53,9 @@ BASELINE_DAYS = 14
 PINNED = ("daisy-chain", "task-success")
 PINNED_DAYS_BACK = (13, 7)
 MIN_REFERENCE = 100
+# this data's days hold fewer values than the default drift_alert_min_rows (100): lowered, so
+# that drift_status takes each of its values here
+DRIFT_ALERT_MIN_ROWS = 5
 CALIBRATION_BINS = 10
 CALIBRATION_MIN_BIN_COUNT = 10
 # float64 machine epsilon: scikit-learn's log_loss clips probabilities to [eps, 1 - eps].
@@ -87,6 +90,7 @@ INCREMENTAL = {
     "fct_prediction_outcomes": "ml_marts",
     "int_feature_values_collected": "ml_intermediate",
     "mart_prediction_volume_daily": "ml_marts",
+    "mart_prediction_volume_by_version_daily": "ml_marts",
     "mart_calibration_daily": "ml_marts",
     "mart_performance_daily": "ml_marts",
     "mart_drift_daily": "ml_marts",
@@ -363,7 +367,12 @@ def dbt_vars(now: datetime, **extra: Any) -> list[str]:
         "start_date": start,
         "end_date": end,
     }
-    values = {"drift_baseline_days": BASELINE_DAYS, "drift_baseline": [pinned], **extra}
+    values = {
+        "drift_baseline_days": BASELINE_DAYS,
+        "drift_baseline": [pinned],
+        "drift_alert_min_rows": DRIFT_ALERT_MIN_ROWS,
+        **extra,
+    }
     return ["--vars", json.dumps(values)]
 
 
@@ -745,6 +754,25 @@ def test_volume_and_label_coverage_daily(built: dict[str, Any], mconn) -> None:
         fetch(mconn, "mart_prediction_volume_daily", ["metric_date", "service_name"]),
         want_volume,
     )
+    # per model version, each version's share of its service's day (traffic_share)
+    by_version: dict[tuple, int] = defaultdict(int)
+    for row in fact.values():
+        version = row["model_version"] or "unversioned"
+        by_version[(row["created_date"], row["service_name"], version)] += 1
+    want_by_version = {
+        key: {"prediction_count": n, "traffic_share": n / len(volume[key[:2]])}
+        for key, n in by_version.items()
+    }
+    assert len({key[2] for key in want_by_version}) > 1
+    assert_rows_match(
+        "mart_prediction_volume_by_version_daily",
+        fetch(
+            mconn,
+            "mart_prediction_volume_by_version_daily",
+            ["metric_date", "service_name", "model_version"],
+        ),
+        want_by_version,
+    )
     want_coverage = {}
     for key, rows in coverage.items():
         lags = np.array(
@@ -800,6 +828,15 @@ def expected_drift(reference: np.ndarray, current: np.ndarray) -> dict[str, Any]
     return exp
 
 
+def drift_status(expected: dict[str, Any]) -> str:
+    """The verdict of the drift_status macro: PSI above alert_psi_error (0.25) is drift, above
+    alert_psi_warn (0.1) warn, on days with at least drift_alert_min_rows values."""
+    psi = expected["psi"]
+    if psi is None or expected["current_count"] < DRIFT_ALERT_MIN_ROWS:
+        return "ok"
+    return "drift" if psi > 0.25 else "warn" if psi > 0.1 else "ok"
+
+
 def feature_values(fact: dict[uuid.UUID, dict[str, Any]]) -> dict[tuple, dict[Any, list[float]]]:
     """Values per (service, type, feature, version) and day."""
     values: dict[tuple, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -828,13 +865,13 @@ def test_drift_daily(built: dict[str, Any], mconn) -> None:
                 if day - timedelta(days=REFERENCE_DAYS) <= d < day
                 for v in vs
             ]
-            want[(day, service, ptype, feature)] = expected_drift(
-                np.array(reference), np.array(current)
-            )
+            expected = expected_drift(np.array(reference), np.array(current))
+            want[(day, service, ptype, feature)] = {**expected, "drift_status": drift_status(expected)}
     got = fetch(
         mconn, "mart_drift_daily", ["drift_date", "service_name", "prediction_type", "feature_name"]
     )
     assert sum(v["psi"] is not None for v in want.values()) > 100
+    assert {v["drift_status"] for v in want.values()} == {"ok", "warn", "drift"}
     assert_rows_match("mart_drift_daily", got, want)
 
 

@@ -8,6 +8,7 @@ few rows are read back so that a message names the service and the day that fail
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -101,9 +102,14 @@ def run_checks(
     *,
     dbt: Dbt | None = None,
     progress: bool = False,
-    silent: bool = False,
+    verbose: bool = False,
 ) -> CheckRun:
-    """Run freshness and tests, store every result and the run summary, return the run."""
+    """Run freshness and tests, store every result and the run summary, return the run.
+
+    dbt's own log lines are shown only when `verbose`: results come from its artifacts, and
+    `format_table` prints them. A selection that matches no check is an error (exit code 2),
+    so that a gate never passes without checking anything.
+    """
     with db.connect(info, autocommit=True) as conn:
         _require_tables(conn)
         run = CheckRun(run_id=uuid.uuid4(), started_at=_now(conn))
@@ -117,8 +123,10 @@ def run_checks(
         # (docs/requirements.md#dbt-partial-parse)
         dbt = Dbt(info, quiet=True)
     selection = ["--select", *select] if select else []
-    if silent:
+    if not verbose:
         selection += ["--log-level", "none"]
+    elif not sys.stdout.isatty():
+        selection += ["--no-use-colors"]
     try:
         if progress:
             print("checking source freshness ...", flush=True)
@@ -126,6 +134,13 @@ def run_checks(
         if progress:
             print("running data tests ...", flush=True)
         run.results += _tests(dbt, selection, info)
+        if not run.results:
+            what = f"--select {' '.join(select)}" if select else "the project"
+            raise MlwhError(
+                f"{what} matches no data test and no source freshness check: nothing was "
+                "checked (`mlwh dbt ls --resource-type test --select ...` lists what a "
+                "selection matches)"
+            )
     except MlwhError:
         _finish(info, run, crashed=True)
         raise
@@ -145,16 +160,21 @@ def stored_rows(info: db.ConnInfo, run_id: uuid.UUID) -> list[dict[str, Any]]:
         return [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()]
 
 
-def format_table(run: CheckRun, width: int = 100) -> str:
-    """A compact, fixed-width table of the run's results followed by its summary line."""
+def format_table(run: CheckRun, width: int = 100, passes: bool = False) -> str:
+    """A fixed-width table of the run's results, failures first, then its summary line; the
+    passed checks are one count unless `passes`."""
     lines = [f"{'status':<6} {'sev':<5} {'rows':>5}  check", "-" * 40]
     order = {"error": 0, "fail": 1, "warn": 2, "pass": 3}
     for r in sorted(run.results, key=lambda r: (order[r.status], r.check_name)):
+        if r.status == "pass" and not passes:
+            continue
         rows = "" if r.failing_rows is None else str(r.failing_rows)
         line = f"{r.status:<6} {r.severity:<5} {rows:>5}  {r.check_name}"
         if r.status != "pass" and r.message:
             line += f": {r.message}"
         lines.append(line[:width] if r.status == "pass" else line)
+    if run.count("pass") and not passes:
+        lines.append(f"{'pass':<6} {'':<5} {'':>5}  {run.count('pass')} checks (--verbose lists them)")
     lines.append(
         f"run {run.run_id}: {len(run.results)} checks, {run.count('pass')} passed,"
         f" {run.count('warn')} warned, {run.count('fail')} failed,"

@@ -9,10 +9,20 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import textwrap
 from collections.abc import Sequence
 
 import runner.commands
-from runner.errors import MlwhError
+from runner.errors import EXIT_CODES, INTERRUPTED, MlwhError
+
+
+def epilog() -> str:
+    """The exit-code table every command follows (README's "Exit codes" says the same)."""
+    rows = "\n".join(
+        textwrap.fill(meaning, 88, initial_indent=f"  {code:<4}", subsequent_indent=" " * 6)
+        for code, meaning in EXIT_CODES
+    )
+    return f"exit codes (every command):\n{rows}\n\n`mlwh COMMAND --help` describes a command."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
             "runs its own embedded PostgreSQL under .mlwh/; set MLWH_DATABASE_URL (or PG* "
             "variables) to use another server."
         ),
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_info in sorted(pkgutil.iter_modules(runner.commands.__path__), key=lambda m: m.name):
@@ -53,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code
     except KeyboardInterrupt:
         print("mlwh: interrupted", file=sys.stderr)
-        code = 130
+        code = INTERRUPTED
     return code
 
 

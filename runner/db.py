@@ -18,10 +18,12 @@ import importlib.util
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -523,12 +525,22 @@ def resolve() -> Target:
     """Decide which database to use, from the environment alone."""
     url = os.environ.get("MLWH_DATABASE_URL")
     if url:
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+        if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
+            raise DatabaseUnavailable(
+                f"MLWH_DATABASE_URL is a {scheme.group(1)}:// URL, but ML Warehouse runs on "
+                "PostgreSQL 15+ only: give postgresql://user:pass@host:5432/db, or unset it "
+                "for the embedded server"
+            )
         try:
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
+            # libpq's message repeats the whole string, password included: keep its cause only
+            cause = str(exc).strip().splitlines()[0].split(" after ")[0].split(" in ")[0]
             raise DatabaseUnavailable(
-                f"MLWH_DATABASE_URL is not a valid connection URL: {exc}"
-            ) from exc
+                f"MLWH_DATABASE_URL is not a valid connection URL ({cause}): give "
+                "postgresql://user:pass@host:5432/db"
+            ) from None
         return Target("external", _conninfo_from_params({k: str(v) for k, v in params.items()}))
     home = mlwh_home()
     from_mlwh_env = os.environ.get(ENV_MARKER) == str(home)
@@ -541,9 +553,22 @@ def ensure_running(role: str | None = None) -> ConnInfo:
     """The resolved database's connection, after starting the embedded server if it is stopped;
     with `role`, the least-privileged connection for that job (as_role)."""
     target = resolve()
-    target.start()
+    start_announced(target)
     info = target.conninfo()
     return as_role(info, role, target.server) if role else info
+
+
+def start_announced(target: Target) -> None:
+    """Start the target's embedded server if it is stopped, and say so in one line on stderr:
+    it keeps running after the command (docs/requirements.md#exit-codes)."""
+    if target.start():
+        assert target.server is not None
+        print(
+            f"mlwh: started the embedded PostgreSQL in {target.server.home} "
+            "(it keeps running: `mlwh db stop` stops it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # The group roles of docs/security.md, by the job a command does (created by migrations).

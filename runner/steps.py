@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from runner.errors import MlwhError
+from runner.errors import FINDINGS, MlwhError
 
 
 class Incomplete(MlwhError):
-    """The step did its work but not all of it cleanly: go on, then fail the run."""
+    """The step did its work but not all of it cleanly: go on, then fail the run (a finding,
+    exit code 1)."""
+
+    exit_code = FINDINGS
 
 
 @dataclass(frozen=True)

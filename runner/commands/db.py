@@ -8,7 +8,6 @@ import shlex
 import sys
 
 from runner import db
-from runner.errors import DatabaseUnavailable
 
 
 def _say(message: str) -> None:
@@ -77,12 +76,16 @@ def cmd_db_psql(args: argparse.Namespace) -> int:
 def env_lines(target: db.Target) -> list[str]:
     from runner.dbt import Dbt
 
-    target.start()
+    db.start_announced(target)
     info = target.conninfo()
     try:
-        info = db.as_role(info, db.OWNER, target.server)  # plain dbt and psql act as the owner
-    except DatabaseUnavailable:
-        pass  # env only prints settings: an unreachable server gets them as configured
+        info = db.as_role(info, db.OWNER, target.server)
+    except db.DatabaseUnavailable as exc:
+        if target.server is not None:
+            raise
+        # an external server that does not answer yet: its settings are still worth exporting
+        # (the command prints settings only), as the URL's own user
+        print(f"mlwh: {exc}; exporting the URL's own user", file=sys.stderr)
     variables = Dbt(info).env()
     if target.server is not None:
         variables[db.ENV_MARKER] = str(target.server.home)

@@ -27,12 +27,14 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     from runner.dbt import Dbt
 
+    if not 0 <= args.port <= 65535:  # before the generate, which takes a while
+        raise MlwhError(f"--port {args.port} is not a TCP port: give 0 to 65535 (0 picks one)")
     info = db.ensure_running(db.OWNER)
     dbt = Dbt(info)
     print("generating dbt docs ...", flush=True)
     result = dbt.invoke(["docs", "generate"])
     if not result.ok:
-        raise MlwhError("dbt docs generate failed: see the output above", result.exit_code)
+        raise MlwhError("dbt docs generate failed: see the output above")
     handler = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(dbt.target_path)
     )

@@ -39,9 +39,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from runner.demo.generate import parse_end
     from runner.demo.pipeline import run_demo
 
-    result = run_demo(days=args.days, rows=args.rows, seed=args.seed, output=Path(args.output))
+    result = run_demo(
+        days=args.days, rows=args.rows, seed=args.seed, end=parse_end(args.end),
+        output=Path(args.output), reset=args.reset, verbose=args.verbose,
+    )
     return result.exit_code
 
 
@@ -72,6 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="start the database, generate traffic, build, check and write the report",
+        description=(
+            "Start the database, migrate it, generate DAYS days of traffic, run dbt build and "
+            "mlwh check, and write the report. Repeatable: a second run replaces the previous "
+            "run's rows (same counts, not twice as many); when the landing tables hold rows "
+            "the demo did not write, it stops and asks for --reset."
+        ),
+        epilog="examples:\n  mlwh demo\n  mlwh demo --days 7 --rows 6000 --verbose",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--days", type=int, default=30, help="days of traffic (default 30)")
     p.add_argument("--rows", type=int, default=None,
@@ -79,4 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--output", default="reports/index.html",
                    help="report path (default reports/index.html)")
+    p.add_argument("--end", default=None,
+                   help="ISO timestamp the traffic ends at (default: now, to the minute)")
+    p.add_argument("--reset", action="store_true",
+                   help="empty the landing tables the demo writes first, whatever they hold")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show every partition created and dbt's own output")
     p.set_defaults(func=cmd_demo)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from runner import db, migrations
-from runner.errors import MlwhError
+from runner.errors import FINDINGS, MlwhError
 
 
 def _engine(args: argparse.Namespace) -> migrations.MigrationEngine:
@@ -87,7 +87,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     problems = _engine(args).verify()
     if problems:
-        raise MlwhError("verify failed: " + "; ".join(problems))
+        raise MlwhError("verify failed: " + "; ".join(problems), exit_code=FINDINGS)
     print("every applied migration matches its file")
     return 0
 

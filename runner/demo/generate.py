@@ -275,6 +275,38 @@ class _Sink:
             self.conn.close()
 
 
+# The event tables a run writes with ids drawn from time (uuid7), so a run with another `end`
+# adds rows instead of repeating them; entities (models, experiments, patterns) have named ids
+# and a second run keeps the first one's rows. `clear_events` empties them for `mlwh demo`.
+EVENT_TABLES = (
+    "ml_predictions",
+    "prediction_ids",  # the id registry of ml_predictions (docs/requirements.md#prediction-identity)
+    "ml_prediction_outcomes",
+    "ml_feedback",
+    "ml_performance_metrics",
+    "learning_events",
+    "llm_interactions",
+    "pattern_occurrences",
+    "ab_test_assignments",
+)
+EVOLUTION_EXPERIMENT = "optimize-code-roach-ranker"
+
+
+def clear_events(info: db.ConnInfo) -> None:
+    """Empty the event tables a run writes, and delete its evolution experiment (its
+    generations and individuals go with it): what a repeated demo replaces."""
+    with db.connect(info) as conn, conn.transaction():
+        conn.execute(
+            sql.SQL("truncate {}").format(
+                sql.SQL(", ").join(sql.Identifier("ml_raw", t) for t in EVENT_TABLES)
+            )
+        )
+        conn.execute(
+            "delete from ml_raw.evolution_experiments where experiment_id = %s",
+            [_named_id(f"evolution:{EVOLUTION_EXPERIMENT}")],
+        )
+
+
 def generate(
     info: db.ConnInfo | None,
     *,
@@ -601,13 +633,13 @@ def _llm_and_evolution(
     generations, population = 15, 12
     exp_start = start + timedelta(days=1)
     span = (end - exp_start).total_seconds() * 0.8
-    experiment_id = _named_id("evolution:optimize-code-roach-ranker")
+    experiment_id = _named_id(f"evolution:{EVOLUTION_EXPERIMENT}")
     gen_rows, ind_rows, llm_rows = [], [], []
     best_overall = (-1.0, None)
     for g in range(generations):
         g_start = exp_start + timedelta(seconds=span * g / generations)
         g_end = g_start + timedelta(seconds=span / generations * 0.9)
-        gen_id = _named_id(f"evolution:optimize-code-roach-ranker:{g}")
+        gen_id = _named_id(f"evolution:{EVOLUTION_EXPERIMENT}:{g}")
         level = 0.9 - 0.5 * math.exp(-g / 4)
         fitness = np.clip(rng.normal(level - 0.1, 0.06, size=population), 0, 1)
         ind_ids = _uuid7s(rng, np.full(population, int(g_start.timestamp() * 1000) + 1))

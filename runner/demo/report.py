@@ -30,6 +30,17 @@ PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 16, 40
 # that no threshold is copied here (docs/requirements.md#alert-thresholds).
 ALERTS = "ml_marts.mart_monitoring_alerts"
 THRESHOLDS = "ml_marts.dim_alert_thresholds"
+# every relation the page reads: a missing one is named, with the command that builds it
+READS = (
+    "ml_marts.mart_prediction_volume_daily",
+    "ml_marts.fct_prediction_outcomes",
+    "ml_marts.mart_performance_daily",
+    "ml_marts.mart_calibration_daily",
+    "ml_marts.mart_drift_daily",
+    "ml_marts.mart_label_coverage_daily",
+    ALERTS,
+    THRESHOLDS,
+)
 
 Point = tuple[float, float]
 
@@ -212,8 +223,31 @@ def _ts(day: date | datetime) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
+def _require_built(conn: psycopg.Connection) -> None:
+    """Say which command comes next when the marts are not there: `mlwh migrate` on a bare
+    database, `mlwh dbt build` on a migrated one. Reads the catalog only: the analyst role
+    this runs as may read no schema but ml_marts and ml_ref (docs/security.md)."""
+    if not _exists(conn, "ml_ops.schema_migrations"):
+        raise MlwhError(
+            f"database {conn.info.dbname} is not migrated: run `mlwh migrate`, then "
+            "`mlwh dbt build` (or `mlwh demo`, which does both and generates data)"
+        )
+    missing = [relation for relation in READS if not _exists(conn, relation)]
+    if missing:
+        raise MlwhError(
+            f"{', '.join(missing)} not built yet: run `mlwh dbt build` (or `mlwh demo`)"
+        )
+
+
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    row = conn.execute("select to_regclass(%s) is not null", [relation]).fetchone()
+    """From the catalog: to_regclass would need USAGE on the schema."""
+    schema, name = relation.split(".")
+    row = conn.execute(
+        "select exists (select from pg_catalog.pg_class as c"
+        " join pg_catalog.pg_namespace as n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s)",
+        [schema, name],
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -428,11 +462,7 @@ def _alert_table(rows: list[dict[str, Any]], source: str) -> str:
 def build_report(info: db.ConnInfo) -> tuple[str, list[Chart], list[dict[str, Any]], str]:
     """Read the marts and return the page, its charts and the alerts (with their source)."""
     with db.connect(info, autocommit=True) as conn:
-        for relation in ("ml_marts.mart_prediction_volume_daily", ALERTS, THRESHOLDS):
-            if not _exists(conn, relation):
-                raise MlwhError(
-                    f"{relation} is not built yet: run `mlwh dbt build` (or `mlwh demo`)"
-                )
+        _require_built(conn)
         thresholds = _thresholds(conn)
         charts = [_volume(conn), _recent_hours(conn), *_performance(conn), _calibration(conn),
                   _drift(conn, thresholds), _coverage(conn)]

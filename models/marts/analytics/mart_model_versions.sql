@@ -4,9 +4,14 @@
     the model repository recorded, docs/requirements.md#model-registry-marts) and online
     performance: one row per registered model version. Online
     figures come from fct_prediction_outcomes (predictions whose model_id, from the staged log,
-    is this model), over the 30 days before the newest prediction. The champion of a model_name
-    is the version the champion alias points at; without that alias, its active version
-    deployed last. Every other active version is a challenger.
+    is this model), over the 30 days before the newest prediction.
+
+    The champion of a model_name is the version the registry's champion alias points at. Without
+    that alias, among its active deployed versions: the one the registry names (metadata role
+    'champion'), else the one that served the most predictions in that window, else the one
+    deployed last. A challenger is deployed after the champion, so "deployed last" alone would
+    crown a challenger on its first day of a 1% ramp; traffic says which version the service
+    relies on. Every other active deployed version is a challenger.
 #}
 {{ config(contract={'enforced': true}) }}
 
@@ -113,6 +118,24 @@ online as (
 
 ),
 
+ranked as (
+
+    select
+        models.*,
+        models.is_active and models.deployed_at is not null as is_deployed,
+        row_number() over (
+            partition by models.model_name, models.is_active and models.deployed_at is not null
+            order by
+                coalesce(models.metadata ->> 'role' = 'champion', false) desc,
+                coalesce(online.online_prediction_count, 0) desc,
+                models.deployed_at desc nulls last,
+                models.model_id asc
+        ) as champion_rank
+    from models
+    left join online on models.model_id = online.model_id
+
+),
+
 final as (
 
     select
@@ -142,15 +165,17 @@ final as (
         case
             when bool_or(registry.is_champion) over (partition by models.model_name)
                 then registry.is_champion
-            else
-                models.is_active and models.deployed_at is not null and models.deployed_at = max(
-                    models.deployed_at
-                ) filter (where models.is_active) over (partition by models.model_name)
+            else models.is_deployed and models.champion_rank = 1
         end as is_champion,
+        case
+            when bool_or(registry.is_champion) over (partition by models.model_name)
+                then models.is_deployed and not registry.is_champion
+            else models.is_deployed and models.champion_rank > 1
+        end as is_challenger,
         coalesce(online.online_prediction_count, 0)::bigint as online_prediction_count,
         coalesce(online.online_labeled_count, 0)::bigint as online_labeled_count,
         online.online_share_correct - latest_evaluation.offline_accuracy as accuracy_drop
-    from models
+    from ranked as models
     left join latest_training on models.model_id = latest_training.model_id
     left join latest_evaluation on models.model_id = latest_evaluation.model_id
     left join online on models.model_id = online.model_id

@@ -151,6 +151,7 @@ final as (
         psi,
         js_distance,
         ks_statistic,
+        {{ drift_status('psi', 'current_count') }} as drift_status,
         last_ingested_at
     from measured
 

@@ -5,12 +5,14 @@
     without a predicted_value have no correctness and are left out). Windows are in hours:
     '7 days' would count calendar days in the session's time zone.
     A materialized view refreshed CONCURRENTLY (macros/marts/refresh_materialized_view.sql),
-    hence the unique index on service_name.
+    hence the unique index on service_name. dbt-postgres persists a materialized view's own
+    description but not its columns': the post_hook writes them (persist_column_docs).
 #}
 {{
     config(
         materialized='materialized_view',
         indexes=[{'columns': ['service_name'], 'unique': true}],
+        post_hook="{{ persist_column_docs(this, model) }}",
     )
 }}
 

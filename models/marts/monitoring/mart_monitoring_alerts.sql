@@ -7,10 +7,11 @@
     - error rate over 7 days above alert_error_rate_warn (warn) or above the service's
       services.max_error_rate (error);
     - database above alert_database_max_bytes (warn);
-    - drift: PSI of predicted_value or confidence above alert_psi_warn (warn) / alert_psi_error
-      (error), for the last two days of mart_drift_daily, on days with at least
-      drift_alert_min_rows values: a partial day of a handful of predictions has a PSI of
-      several units from sampling noise alone (about (bins - 1) / n);
+    - drift: the drift_status macro's 'warn' (warn) or 'drift' (error) of predicted_value or
+      confidence, for the last two days of mart_drift_daily: PSI above alert_psi_warn /
+      alert_psi_error on days with at least drift_alert_min_rows values (a partial day of a
+      handful of predictions has a PSI of several units from sampling noise alone, about
+      (bins - 1) / n);
     - label coverage collapse: the share labeled within one day, for the newest day whose
       one-day window is over (two days ago), below alert_label_coverage_warn_ratio (warn) /
       alert_label_coverage_error_ratio (error) of its trailing 7-day average;
@@ -35,7 +36,6 @@
 
 {%- set silent_error_minutes = var('alert_silent_error_minutes') | int -%}
 {%- set database_max_bytes = var('alert_database_max_bytes') | int -%}
-{%- set drift_min_rows = var('drift_alert_min_rows') | int -%}
 {%- set psi_warn = var('alert_psi_warn') -%}
 {%- set psi_error = var('alert_psi_error') -%}
 {%- set coverage_warn_ratio = var('alert_label_coverage_warn_ratio') -%}
@@ -174,14 +174,15 @@ drift as (
         psi as observed_value,
         case when psi > {{ psi_error }} then {{ psi_error }} else {{ psi_warn }} end
             as threshold,
-        case when psi > {{ psi_error }} then 'error' else 'warn' end as severity,
+        case
+            when {{ drift_status('psi', 'current_count') }} = 'drift' then 'error' else 'warn'
+        end as severity,
         drift_date::timestamptz as since,
         drift_date as alert_date,
         'prediction type ' || prediction_type as detail
     from drift_daily
     where drift_date >= current_date - 1
-        and psi > {{ psi_warn }}
-        and current_count >= {{ drift_min_rows }}
+        and {{ drift_status('psi', 'current_count') }} != 'ok'
 
 ),
 

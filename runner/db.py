@@ -578,6 +578,9 @@ ANALYST = "mlwh_analyst"  # the report: marts and reference data
 MAINTAINER = "mlwh_maintainer"  # maintenance: statistics, locks, sessions
 MODELS = "mlwh_models"  # the model repository (runner.models): models, embeddings, cache, metrics
 APP_LOGIN_PREFIX = "mlwh_app_"  # the embedded server's own login per job: mlwh_app_owner, ...
+# SQL that is true once migrations have set this database up for those roles (0025 creates the
+# function the row-level security policies call); before that, connections bootstrap
+ROLES_READY = psycopg.sql.SQL("to_regprocedure('ml_ops.current_services()') is not null")
 
 
 def as_role(info: ConnInfo, role: str, server: EmbeddedServer | None = None) -> ConnInfo:
@@ -591,9 +594,10 @@ def as_role(info: ConnInfo, role: str, server: EmbeddedServer | None = None) -> 
     """
     with connect(info, autocommit=True) as conn:
         ready, member = conn.execute(
-            "select to_regprocedure('ml_ops.current_services()') is not null, "
-            "case when to_regrole(%s) is null then false "
-            "else pg_has_role(current_user, %s, 'MEMBER') end",
+            psycopg.sql.SQL(
+                "select {ready}, case when to_regrole(%s) is null then false "
+                "else pg_has_role(current_user, %s, 'MEMBER') end"
+            ).format(ready=ROLES_READY),
             [role, role],
         ).fetchone()
         if not ready:

@@ -62,8 +62,9 @@ class RoleRow:
 def _admin(info: db.ConnInfo) -> psycopg.Connection:
     conn = db.connect(info, autocommit=True)
     allowed, ready = conn.execute(
-        "select rolsuper or rolcreaterole, to_regprocedure('ml_ops.current_services()') is not null "
-        "from pg_roles where rolname = current_user"
+        sql.SQL(
+            "select rolsuper or rolcreaterole, {ready} from pg_roles where rolname = current_user"
+        ).format(ready=db.ROLES_READY)
     ).fetchone()
     if not allowed:
         conn.close()

@@ -159,10 +159,9 @@ PREDICTION_TYPES_SQL = (
     "select service_name, prediction_type, value_min, value_max from ml_ref.prediction_types"
 )
 # the services a role subject to row-level security may write (docs/requirements.md#service-isolation)
-CURRENT_SERVICES_SQL = (
-    "select case when to_regprocedure('ml_ops.current_services()') is null then null "
-    "else ml_ops.current_services() end"
-)
+CURRENT_SERVICES_SQL = sql.SQL(
+    "select case when {ready} then ml_ops.current_services() end"
+).format(ready=db.ROLES_READY)
 
 
 class Writer:

@@ -28,7 +28,6 @@ from runner.migrations.files import (
 )
 from runner.migrations.losses import Loss, count_losses
 
-OWNER_ROLE = db.OWNER
 # Chosen once: hashtext('ml_warehouse.migrations') would do too, but a constant is greppable.
 ADVISORY_LOCK_KEY = 7_150_420_001
 # Writers queued behind a statement that waits for an ACCESS EXCLUSIVE lock wait as long as it
@@ -437,13 +436,14 @@ class MigrationEngine:
             return
         member = conn.execute(
             # the role is the server's; this database is set up for it once migrated that far
-            "select case when to_regrole(%s) is null "
-            "or to_regprocedure('ml_ops.current_services()') is null then false "
-            "else pg_has_role(session_user, %s, 'MEMBER') end",
-            [OWNER_ROLE, OWNER_ROLE],
+            sql.SQL(
+                "select case when to_regrole(%s) is null or not {ready} then false "
+                "else pg_has_role(session_user, %s, 'MEMBER') end"
+            ).format(ready=db.ROLES_READY),
+            [db.OWNER, db.OWNER],
         ).fetchone()[0]
         if member:
-            conn.execute("select set_config('role', %s, %s)", [OWNER_ROLE, local])
+            conn.execute("select set_config('role', %s, %s)", [db.OWNER, local])
 
     def _lock_timeout_ms(self) -> str:
         return f"{max(int(self.lock_timeout * 1000), 1)}ms"
@@ -523,12 +523,12 @@ def migrate_to_head(info: db.ConnInfo, directory: Path | None = None) -> None:
 def grant_database(conn: psycopg.Connection) -> None:
     """The database-level privileges of the roles (docs/security.md), again: they live in
     pg_database, so a copy made with CREATE DATABASE ... TEMPLATE starts without them."""
-    if conn.execute("select to_regprocedure('ml_ops.current_services()')").fetchone()[0] is None:
+    if not conn.execute(sql.SQL("select {}").format(db.ROLES_READY)).fetchone()[0]:
         return
     name = sql.Identifier(conn.info.dbname)
     try:
         conn.execute(sql.SQL("grant connect, create, temporary on database {} to {}").format(
-            name, sql.Identifier(OWNER_ROLE)))
+            name, sql.Identifier(db.OWNER)))
         conn.execute(sql.SQL(
             "grant connect on database {} to mlwh_ingest, mlwh_service, mlwh_analyst, mlwh_maintainer"
         ).format(name))

@@ -2,9 +2,10 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- One model registry serving seed 002 (01_learning_models.sql: ml_models with model_type,
--- framework, hyperparameters) and seed 004 (PostgresModelRepository: model_name, version,
--- model_data bytea, metadata, is_active soft deletion, unique (model_name, version)).
+-- One model registry (docs/requirements.md#model-registry) serving the learning schema's models
+-- (model_type, framework, hyperparameters; #source-learning-schema) and the model repository
+-- (model_name, version, model_data bytea, metadata, is_active soft deletion, unique
+-- (model_name, version); #source-model-repository).
 
 -- migrate:up
 create table ml_raw.ml_models (
@@ -35,26 +36,27 @@ create table ml_raw.ml_models (
     constraint ml_models_updated_at_check check (updated_at >= created_at)
 );
 
--- "load latest version" (seed 004) and listing a model's versions
+-- "load latest version" (docs/requirements.md#model-repository-api) and listing a model's versions
 create index ml_models_latest_idx on ml_raw.ml_models (model_name, created_at desc)
     where is_active;
 
 comment on table ml_raw.ml_models is
-    'Model registry: one row per (model_name, version). Merges seed 002''s ml_models and seed '
-    '004''s model repository. Soft deletion: is_active = false (seed 004).';
-comment on column ml_raw.ml_models.model_id is 'Primary key (seed 004 id, seed 002 model id).';
+    'Model registry: one row per (model_name, version), shared by the learning tables and the '
+    'model repository. Soft deletion: is_active = false.';
+comment on column ml_raw.ml_models.model_id is
+    'Primary key, referenced by predictions and training tables.';
 comment on column ml_raw.ml_models.model_name is
-    'Model name (seed 004 model_name, seed 002 name).';
+    'Model name, e.g. fraud-detector.';
 comment on column ml_raw.ml_models.version is 'Version label, unique per model_name (e.g. v1.0).';
 comment on column ml_raw.ml_models.model_type is 'Kind of model, e.g. pattern_recognition.';
 comment on column ml_raw.ml_models.framework is 'Training framework, e.g. scikit-learn.';
 comment on column ml_raw.ml_models.hyperparameters is 'Hyperparameters as a JSON object.';
 comment on column ml_raw.ml_models.model_data is
-    'Serialized model artifact (seed 004), null when the artifact lives elsewhere.';
+    'Serialized model artifact, null when the artifact lives elsewhere.';
 comment on column ml_raw.ml_models.metadata is
     'Free metadata: size, dependencies, artifact location (JSON object).';
 comment on column ml_raw.ml_models.status is 'Lifecycle: registered, training, trained, ...';
-comment on column ml_raw.ml_models.is_active is 'False once soft-deleted (seed 004).';
+comment on column ml_raw.ml_models.is_active is 'False once soft-deleted.';
 comment on column ml_raw.ml_models.created_at is 'When the version was registered (UTC).';
 
 -- migrate:down

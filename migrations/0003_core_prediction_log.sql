@@ -2,10 +2,10 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- The unified prediction log of seed 001 and its companions: outcomes (append-only, instead of
--- updating actual_value in big partitions), feedback, per-service model metrics and seed 002's
--- learning events. Partitions other than <table>_default are created by the ensure_partitions
--- macro from the `meta` in models/staging/ml_raw/_ml_raw__sources.yml.
+-- The unified prediction log (docs/requirements.md#prediction-log) and its companions: outcomes
+-- (append-only, instead of updating actual_value in big partitions; #outcomes-append-only),
+-- feedback, per-service model metrics and the learning events. Partitions other than
+-- <table>_default are created by the ensure_partitions macro from the `meta` in models/staging/ml_raw/_ml_raw__sources.yml.
 
 -- migrate:up
 create table ml_raw.ml_predictions (
@@ -49,7 +49,8 @@ create table ml_raw.ml_predictions (
 
 create table ml_raw.ml_predictions_default partition of ml_raw.ml_predictions default;
 
--- seed 000 monitoring queries: volume per service and day, recent activity, errors per type
+-- volume per service and day, recent activity, errors per type
+-- (docs/requirements.md#monitoring-queries)
 create index ml_predictions_service_created_idx
     on ml_raw.ml_predictions (service_name, created_at);
 create index ml_predictions_type_created_idx
@@ -58,7 +59,7 @@ create index ml_predictions_model_version_created_idx
     on ml_raw.ml_predictions (model_version, created_at);
 
 comment on table ml_raw.ml_predictions is
-    'Unified prediction log (seed 001 ml_predictions merged with seed 002 predictions): one row '
+    'Unified prediction log of every service (their own tables are views over it): one row '
     'per prediction, written once by the service. Daily partitions on created_at. Outcomes '
     'arrive later in ml_prediction_outcomes, per-service tables are dbt models over this log.';
 comment on column ml_raw.ml_predictions.prediction_id is
@@ -77,10 +78,10 @@ comment on column ml_raw.ml_predictions.target_entity_id is 'Id of that thing.';
 comment on column ml_raw.ml_predictions.predicted_value is
     'Scalar prediction (finite), binary types hold P(class = 1).';
 comment on column ml_raw.ml_predictions.prediction_payload is
-    'Structured prediction (seed 002 jsonb predicted_value), when not a single number.';
+    'Structured prediction (JSON), when not a single number.';
 comment on column ml_raw.ml_predictions.confidence is 'Model confidence in [0, 1].';
 comment on column ml_raw.ml_predictions.confidence_interval is
-    'Interval as a JSON object, e.g. {"lower": 0.8, "upper": 0.9} (seed 002).';
+    'Interval as a JSON object, e.g. {"lower": 0.8, "upper": 0.9}.';
 comment on column ml_raw.ml_predictions.context is
     'Service-specific context as a JSON object (file_path, task_id, ...).';
 comment on column ml_raw.ml_predictions.source is 'Producer kind: ml_model, heuristic, ...';
@@ -108,7 +109,7 @@ create index ml_prediction_outcomes_prediction_idx
     on ml_raw.ml_prediction_outcomes (prediction_id);
 
 comment on table ml_raw.ml_prediction_outcomes is
-    'Observed actual values of predictions (seed 001 actual_value), append-only: a later '
+    'Observed actual values of predictions, append-only: a later '
     'outcome for the same prediction supersedes earlier ones. Daily partitions on observed_at.';
 comment on column ml_raw.ml_prediction_outcomes.outcome_id is
     'Client-generated id, with observed_at the primary key.';
@@ -158,7 +159,7 @@ create index ml_feedback_prediction_idx on ml_raw.ml_feedback (prediction_id);
 create index ml_feedback_service_created_idx on ml_raw.ml_feedback (service_name, created_at);
 
 comment on table ml_raw.ml_feedback is
-    'User feedback on predictions (seed 001). Monthly partitions on created_at.';
+    'User feedback on predictions. Monthly partitions on created_at.';
 comment on column ml_raw.ml_feedback.feedback_id is 'Client-generated id, with created_at the PK.';
 comment on column ml_raw.ml_feedback.created_at is 'When the feedback was given (UTC).';
 comment on column ml_raw.ml_feedback.prediction_id is 'Prediction the feedback is about, if any.';
@@ -206,7 +207,7 @@ create index ml_performance_metrics_service_metric_idx
     on ml_raw.ml_performance_metrics (service_name, metric_name, recorded_at);
 
 comment on table ml_raw.ml_performance_metrics is
-    'Per-service model metrics over time (seed 001: latency, accuracy, throughput ...). Monthly '
+    'Per-service model metrics over time (latency, accuracy, throughput ...). Monthly '
     'partitions on recorded_at, after 365 days kept only as daily aggregates in '
     'ml_archive.ml_performance_metrics_daily.';
 comment on column ml_raw.ml_performance_metrics.metric_id is
@@ -265,12 +266,12 @@ create table ml_raw.learning_events_default partition of ml_raw.learning_events 
 
 create index learning_events_type_occurred_idx
     on ml_raw.learning_events (event_type, occurred_at);
--- seed 002 alert "learning event lag > 5 minutes": oldest unprocessed event
+-- docs/requirements.md#alert-learning-lag: oldest unprocessed event
 create index learning_events_unprocessed_idx
     on ml_raw.learning_events (occurred_at) where processed_at is null;
 
 comment on table ml_raw.learning_events is
-    'Time-series learning events (seed 002 module 4, about 1M a day). Daily partitions on '
+    'Time-series learning events (about 1M a day). Daily partitions on '
     'occurred_at.';
 comment on column ml_raw.learning_events.event_id is 'Client-generated id, with occurred_at the PK.';
 comment on column ml_raw.learning_events.occurred_at is 'When the event happened (UTC).';

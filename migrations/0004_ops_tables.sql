@@ -60,7 +60,7 @@ create table ml_ops.writer_stats (
 create index writer_stats_writer_recorded_idx on ml_ops.writer_stats (writer_id, recorded_at);
 
 comment on table ml_ops.writer_stats is
-    'Periodic health snapshots of each writer (seed 000: alert when queue > 200).';
+    'Periodic health snapshots of each writer (alert when the queue exceeds 200).';
 comment on column ml_ops.writer_stats.writer_stats_id is 'Surrogate key.';
 comment on column ml_ops.writer_stats.recorded_at is 'Snapshot time (UTC).';
 comment on column ml_ops.writer_stats.writer_id is 'Writer instance id.';
@@ -147,7 +147,7 @@ create table ml_ops.data_quality_checks (
 create index data_quality_checks_started_idx on ml_ops.data_quality_checks (started_at);
 
 comment on table ml_ops.data_quality_checks is
-    'One row per data-quality run (seed 002 data_quality_checks, alert when score < 0.9). The '
+    'One row per data-quality run (alert when the score is below 0.9). The '
     'results of the individual checks are kept by the checks runner.';
 comment on column ml_ops.data_quality_checks.data_quality_check_id is 'Surrogate key.';
 comment on column ml_ops.data_quality_checks.run_id is 'Id of the run.';

@@ -2,8 +2,8 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-bigint-over-int, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- Seed 002 module 1 (01_learning_models.sql) beside ml_models: datasets, training sessions,
--- evaluations and the feature store.
+-- The learning schema's training tables (docs/requirements.md#source-learning-schema) beside
+-- ml_models: datasets, training sessions, evaluations and the feature store.
 
 -- migrate:up
 create table ml_raw.training_datasets (
@@ -96,7 +96,7 @@ create table ml_raw.model_evaluations (
     )
 );
 
--- seed 002 alert "model accuracy drops > 20% from baseline": evaluations of a model over time
+-- docs/requirements.md#alert-accuracy-drop: evaluations of a model over time
 create index model_evaluations_model_idx on ml_raw.model_evaluations (model_id, evaluated_at);
 create index model_evaluations_dataset_idx on ml_raw.model_evaluations (dataset_id);
 create index model_evaluations_session_idx on ml_raw.model_evaluations (training_session_id);

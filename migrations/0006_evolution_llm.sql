@@ -2,8 +2,8 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file adding-foreign-key-constraint, ban-drop-constraint, ban-drop-table, constraint-missing-not-valid, prefer-bigint-over-int, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- Seed 002 module 2 (02_openevolve_integration.sql): evolution experiments, generations,
--- individuals, code evaluations and LLM interactions (partitioned, tokens and cost).
+-- The learning schema's evolution tables (docs/requirements.md#source-learning-schema):
+-- experiments, generations, individuals, code evaluations and LLM interactions (partitioned, tokens and cost).
 
 -- migrate:up
 create table ml_raw.evolution_experiments (
@@ -156,7 +156,8 @@ create table ml_raw.llm_interactions (
 
 create table ml_raw.llm_interactions_default partition of ml_raw.llm_interactions default;
 
--- seed 002 "LLM usage tracking and cost analysis": cost per provider/model over time
+-- LLM usage tracking and cost analysis (docs/requirements.md#source-learning-schema): cost per
+-- provider/model over time
 create index llm_interactions_model_created_idx
     on ml_raw.llm_interactions (provider, model_name, created_at);
 create index llm_interactions_experiment_idx on ml_raw.llm_interactions (experiment_id);

@@ -2,9 +2,9 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-bigint-over-int, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- Seed 002 module 3 (03_pattern_recognition.sql): patterns, their occurrences,
--- recommendations and A/B testing. Seed 002's `predictions` is not here: it is served by
--- ml_raw.ml_predictions (0003), see docs/schema.md.
+-- The learning schema's pattern tables (docs/requirements.md#source-learning-schema): patterns,
+-- their occurrences, recommendations and A/B testing. Its `predictions` is not here: it is served
+-- by ml_raw.ml_predictions (0003), see docs/schema.md.
 
 -- migrate:up
 create table ml_raw.identified_patterns (
@@ -43,7 +43,8 @@ create table ml_raw.pattern_occurrences (
     constraint pattern_occurrences_location_check check (jsonb_typeof(location_data) = 'object')
 );
 
--- seed 002 "pattern trend analysis": occurrences of a pattern over time
+-- pattern trend analysis (docs/requirements.md#source-learning-schema): occurrences of a pattern
+-- over time
 create index pattern_occurrences_pattern_idx
     on ml_raw.pattern_occurrences (pattern_id, detected_at);
 create index pattern_occurrences_source_idx

@@ -2,9 +2,9 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-bigint-over-int, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- Seed 002 module 4 (04_analytics_performance.sql) beside learning_events (0003): system
--- metrics, query logs, resource utilization (partitioned) and capacity planning, plus the
--- ml_archive tables their retention aggregates into.
+-- The learning schema's analytics tables (docs/requirements.md#source-learning-schema) beside
+-- learning_events (0003): system metrics, query logs, resource utilization (partitioned) and
+-- capacity planning, plus the ml_archive tables their retention aggregates into.
 
 -- migrate:up
 create table ml_raw.system_performance_metrics (
@@ -65,7 +65,7 @@ create table ml_raw.query_performance_logs (
 create table ml_raw.query_performance_logs_default
     partition of ml_raw.query_performance_logs default;
 
--- seed 002 alert "query response time > 2x baseline": timings per query over time
+-- docs/requirements.md#alert-query-slowdown: timings per query over time
 create index query_performance_logs_hash_idx
     on ml_raw.query_performance_logs (query_hash, executed_at);
 
@@ -89,7 +89,7 @@ create table ml_raw.resource_utilization (
 create table ml_raw.resource_utilization_default
     partition of ml_raw.resource_utilization default;
 
--- seed 002 alert "resource utilization > 85%"
+-- docs/requirements.md#alert-resources
 create index resource_utilization_host_idx
     on ml_raw.resource_utilization (host, resource_type, recorded_at);
 

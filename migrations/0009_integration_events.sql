@@ -2,9 +2,9 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-bigint-over-int, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- Seed 002 module 5 (05_integration_migration.sql): git and user-session learning events
--- (monthly partitions, service data: 90 days). Its schema_migrations is served by the
--- migration engine's ml_ops.schema_migrations and its data_quality_checks by
+-- The learning schema's integration tables (docs/requirements.md#source-learning-schema): git and
+-- user-session learning events (monthly partitions, service data: 90 days). Its schema_migrations
+-- is served by the migration engine's ml_ops.schema_migrations and its data_quality_checks by
 -- ml_ops.data_quality_checks (0004), see docs/schema.md.
 
 -- migrate:up

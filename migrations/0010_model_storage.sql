@@ -2,8 +2,8 @@
 -- the engine runs the file in one transaction, int columns are bounded counts, down sections drop
 -- only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-bigint-over-int, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- Seed 004 (PostgresModelRepository) beside ml_models (0002): embeddings, the prediction cache
--- and training metrics.
+-- The model repository's storage (docs/requirements.md#source-model-repository) beside ml_models
+-- (0002): embeddings, the prediction cache and training metrics.
 
 -- migrate:up
 create table ml_raw.embeddings (
@@ -21,7 +21,8 @@ create table ml_raw.embeddings (
         references ml_raw.ml_models (model_id) on delete set null,
     constraint embeddings_entity_type_check check (length(entity_type) between 1 and 50),
     constraint embeddings_entity_id_check check (length(entity_id) between 1 and 255),
-    -- seed 004 "dimension validation": a flat vector of exactly `dimension` finite numbers
+    -- dimension validation (docs/requirements.md#model-embeddings-search): a flat vector of exactly
+    -- `dimension` finite numbers
     constraint embeddings_dimension_check check (
         dimension > 0
         and array_ndims(embedding) = 1
@@ -53,9 +54,9 @@ create table ml_raw.prediction_cache (
     constraint prediction_cache_metadata_check check (jsonb_typeof(metadata) = 'object')
 );
 
--- seed 004 "automatic expiration": delete where expires_at < now()
+-- automatic expiration (docs/requirements.md#model-cache): delete where expires_at < now()
 create index prediction_cache_expires_idx on ml_raw.prediction_cache (expires_at);
--- seed 004 pattern-based clearing (cache_key like 'user123_%')
+-- pattern-based clearing (cache_key like 'user123_%')
 create index prediction_cache_key_pattern_idx
     on ml_raw.prediction_cache (cache_key text_pattern_ops);
 
@@ -70,7 +71,8 @@ create table ml_raw.training_metrics (
         references ml_raw.ml_models (model_id) on delete cascade,
     constraint training_metrics_training_session_id_fkey foreign key (training_session_id)
         references ml_raw.model_training_sessions (training_session_id) on delete set null,
-    -- seed 004 "ensure metrics are numeric and finite": JSON numbers cannot be NaN or infinite
+    -- metrics are numeric and finite (docs/requirements.md#model-training-metrics): JSON numbers
+    -- cannot be NaN or infinite
     constraint training_metrics_metrics_check check (
         jsonb_typeof(metrics) = 'object'
         and not jsonb_path_exists(metrics, '$.* ? (@.type() != "number")')

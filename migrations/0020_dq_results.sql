@@ -1,7 +1,7 @@
 -- squawk: the table below is new (nothing existing is locked or scanned), the engine runs the
 -- file in one transaction with lock_timeout set, and the down drops only what up created.
 -- squawk-ignore-file ban-drop-table, prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout
--- One row per check result per `mlwh check` run (issue 7): the history that
+-- One row per check result per `mlwh check` run (docs/requirements.md#dq-history): the history that
 -- ml_marts.mart_dq_history charts. Runs are summarised in ml_ops.data_quality_checks (0004).
 
 -- migrate:up

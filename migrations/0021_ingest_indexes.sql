@@ -3,13 +3,13 @@
 -- lock_timeout set. A BRIN build reads each partition once and writes a handful of pages, so the
 -- write lock it takes is short even on large tables.
 -- squawk-ignore-file prefer-robust-stmts, require-concurrent-index-creation, require-lock-timeout, require-statement-timeout, require-concurrent-index-deletion
--- Indexes sized to the write path (issue 5) and to the incremental marts (issue 6).
+-- Indexes sized to the write path (docs/requirements.md#writer-api) and to the incremental marts.
 --
 -- Every btree on ml_predictions costs the writer a random index insertion per row: with the
 -- primary key and three (x, created_at) indexes a binary COPY ran at 48k rows/s, with the primary
 -- key and one at twice that (bench/ingest.py). The type and model-version indexes served no query:
--- the marts aggregate whole daily partitions, seed 000's per-type queries read one day's partition,
--- and per-service lookups (last prediction time, recent activity) keep
+-- the marts aggregate whole daily partitions, the monitoring queries by type read one day's
+-- partition, and per-service lookups (last prediction time, recent activity) keep
 -- ml_predictions_service_created_idx.
 --
 -- fct_prediction_outcomes reads what was ingested since its last run (`ingested_at >= watermark`)

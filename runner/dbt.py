@@ -44,6 +44,8 @@ class DbtResult:
     exit_code: int
     results: list[dict[str, Any]] = field(default_factory=list)
     exception: BaseException | None = None
+    # the nodes of `results`, as manifest.json has them (only from `manifest_json=False` calls)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -114,12 +116,15 @@ class Dbt:
             raise MlwhError("this dbt command needs the database", exit_code=2)
         return self.conninfo
 
-    def invoke(self, args: list[str]) -> DbtResult:
+    def invoke(self, args: list[str], manifest_json: bool = True) -> DbtResult:
         """Run `dbt <args>` in this process and return its exit code and node results.
 
         The project, profiles and target paths are added where the command takes them (`dbt
         debug` and `deps` take no target path; `--version`, `--help` or a word dbt does not
         know take none, and need no connection), so dbt accepts what plain dbt accepts.
+        `manifest_json=False` spares dbt writing manifest.json twice (the larger part of a
+        warm invocation's start): the results file is written all the same, and the nodes that
+        ran come with the results.
         """
         from dbt.cli.main import dbtRunner
 
@@ -128,6 +133,9 @@ class Dbt:
         for option, value in (("--target-path", self.target_path), ("--project-dir", self.project)):
             if option in accepted and option not in full:
                 full += [option, str(value)]
+        lean = not manifest_json and "--write-json" in accepted and "--write-json" not in full
+        if lean and "--no-write-json" not in full:
+            full.append("--no-write-json")
         if self.quiet and "--quiet" not in full and "-q" not in full:
             full.insert(0, "--quiet")
         results_file = self.target_path / "run_results.json"
@@ -145,10 +153,18 @@ class Dbt:
             code = 1
         else:
             code = 2
+        nodes: dict[str, dict[str, Any]] = {}
+        if lean and hasattr(outcome.result, "write"):
+            # the artifact dbt writes with --write-json, by dbt's own method
+            outcome.result.write(str(self.target_path / _results_file_name(outcome.result)))
+            for item in outcome.result.results:
+                node = getattr(item, "node", None)
+                if node is not None and hasattr(node, "config"):
+                    nodes[node.unique_id] = node.to_dict(omit_none=True)
         results: list[dict[str, Any]] = []
         if results_file.exists() and results_file.stat().st_mtime_ns != before:
             results = json.loads(results_file.read_text()).get("results", [])
-        return DbtResult(full, code, results, outcome.exception)
+        return DbtResult(full, code, results, outcome.exception, nodes)
 
     def run_operation(self, macro: str, macro_args: dict[str, Any] | None = None) -> DbtResult:
         args = ["run-operation", macro]
@@ -187,6 +203,12 @@ def _takes_value(command: object, option: str) -> bool:
         if isinstance(param, click.Option) and option in (*param.opts, *param.secondary_opts):
             return not (param.is_flag or param.count)
     return False
+
+
+def _results_file_name(result: object) -> str:
+    from dbt.artifacts.schemas.freshness import FreshnessResult
+
+    return "sources.json" if isinstance(result, FreshnessResult) else "run_results.json"
 
 
 def default_target_path(project: Path) -> Path:

@@ -185,8 +185,9 @@ def test(rest: list[str]) -> int:
     for step in beside:
         step.start()
     suite = time.monotonic()
-    # two workers, each taking whole modules (their fixtures are per module); pytest-xdist
-    # is pinned in pyproject.toml
+    # two workers, each taking whole modules (their fixtures are per module), longest first
+    # (pytests/conftest.py's LONGEST_MODULES, not xdist's most-tests-first); pytest-xdist is
+    # pinned in pyproject.toml
     code = run(
         BIN / "python",
         "-m",
@@ -195,6 +196,7 @@ def test(rest: list[str]) -> int:
         "2",
         "--dist",
         "loadfile",
+        "--no-loadscope-reorder",
         "--durations=20",
         f"--basetemp={basetemp('suite')}",
         check=False,

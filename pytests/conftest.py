@@ -4,6 +4,21 @@ Each module's database is cloned from a template database (`CREATE DATABASE ... 
 so a module starts from a migrated warehouse in well under a second. dbt keeps one target
 directory per project and database name (`dbt_target`), so its partial parsing spares every
 invocation after the first the parse (docs/requirements.md#dbt-partial-parse).
+
+A module that needs the whole warehouse built on demo data (the marts, the report, the alerts,
+the commands that read them) does not build it again: it marks itself
+
+    pytestmark = pytest.mark.built_warehouse
+
+and its `module_db` (and with it `dbt` and `conn`) is then a clone of the built template:
+`mlwh generate`'s traffic (`BUILT_DAYS` days ending when the template is built, `BUILT_ROWS`
+predictions, seed `BUILT_SEED`; the request `built_warehouse` gives its manifest: counts, daily
+volumes, the injected drift and silence) with every seed and model built (`dbt build` without
+the data and unit tests, which test_marts runs). The template is built once per pytest worker,
+the first time a module asks for it (about half a minute); each clone takes a second. A module
+that writes rows and needs the marts to see them rebuilds what it reads (`dbt.invoke(["run",
+"--select", ...])`), which is quick on the shared parse; one that needs other `--vars` gives
+dbt a target of its own (see test_requirements' `built`), since other vars undo the parse.
 """
 
 from __future__ import annotations
@@ -13,8 +28,9 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,6 +42,11 @@ from runner.dbt import Dbt
 ROOT = Path(__file__).resolve().parent.parent
 MLWH = str(Path(sys.executable).parent / "mlwh")
 TEMPLATE_DB = "mlwh_template"
+# the built warehouse's template (see the module's docstring) and the traffic it is built on
+BUILT_TEMPLATE_DB = "mlwh_built"
+BUILT_DAYS = 10
+BUILT_ROWS = 12_000
+BUILT_SEED = 3
 # the suite's throwaway servers share one OS user (as root), instead of one user per instance;
 # pytests/test_security.py starts two servers with users of their own to check isolation
 os.environ.setdefault(db.SERVER_OS_USER_ENV, "mlwh-postgres")
@@ -75,6 +96,47 @@ def grant_database(conn: psycopg.Connection) -> None:
     except ImportError:
         return
     grant(conn)
+
+
+# The modules that take longest, longest first (seconds on a quiet 2-core machine, from
+# `--durations=0`): tasks.py runs the suite in two workers that take whole modules in this
+# order (`--no-loadscope-reorder`), so the last module to start is a short one and neither
+# worker idles while the other finishes a long one. The others follow in file order.
+LONGEST_MODULES = (
+    "test_demo.py",
+    "test_checks.py",
+    "test_cli.py",
+    "test_ingest.py",
+    "test_foundation.py",
+    "test_marts.py",
+    "test_requirements.py",
+    "test_models.py",
+    "test_migrations.py",
+    "test_dbt_invocation.py",
+    "test_retention.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "built_warehouse: the module's database is a clone of the built warehouse"
+        " (pytests/conftest.py)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first (see LONGEST_MODULES); a module's tests keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@dataclass(frozen=True)
+class BuiltWarehouse:
+    """The built template: its database name and the manifest of the traffic it holds."""
+
+    dbname: str
+    manifest: Any
 
 
 @pytest.fixture(scope="session")
@@ -153,10 +215,34 @@ def rename_database(admin: db.ConnInfo, name: str, new_name: str) -> db.ConnInfo
     return admin.with_dbname(new_name)
 
 
-@pytest.fixture(scope="module")
-def module_db(admin_info: db.ConnInfo, template_db: str) -> Iterator[db.ConnInfo]:
-    """A database for this test module, cloned from the migrated template."""
+@pytest.fixture(scope="session")
+def built_warehouse(
+    admin_info: db.ConnInfo, template_db: str, pg_home: Path
+) -> BuiltWarehouse:
+    """The migrated template with demo traffic and the whole project built on it (see the
+    module's docstring); built under the modules' database name, so its parse is theirs."""
+    from runner.demo.generate import generate
+
     info = create_database(admin_info, MODULE_DB, template_db)
+    manifest = generate(info, days=BUILT_DAYS, rows=BUILT_ROWS, seed=BUILT_SEED, progress=False)
+    dbt = Dbt(as_owner(info), project=ROOT, target_path=dbt_target(pg_home, ROOT, MODULE_DB),
+              quiet=True)  # fmt: skip
+    result = dbt.invoke(["build", "--exclude", "resource_type:test", "resource_type:unit_test"])
+    assert result.ok, [r for r in result.results if r.get("status") != "success"]
+    rename_database(admin_info, MODULE_DB, BUILT_TEMPLATE_DB)
+    return BuiltWarehouse(BUILT_TEMPLATE_DB, manifest)
+
+
+@pytest.fixture(scope="module")
+def module_db(
+    request: pytest.FixtureRequest, admin_info: db.ConnInfo, template_db: str
+) -> Iterator[db.ConnInfo]:
+    """A database for this test module, cloned from the migrated template (or, for a module
+    marked `built_warehouse`, from the built one)."""
+    template = template_db
+    if request.node.get_closest_marker("built_warehouse"):
+        template = request.getfixturevalue("built_warehouse").dbname
+    info = create_database(admin_info, MODULE_DB, template)
     yield info
     drop_database(admin_info, MODULE_DB)
 

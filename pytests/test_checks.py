@@ -1,10 +1,11 @@
 """Acceptance tests of `mlwh check` on a real server (docs/requirements.md#alerts-mart).
 
 A clean warehouse is generated once (36 days of steady, fully labeled predictions for every
-service, the newest a minute old); each scenario clones it, injects one problem straight into
-the raw tables, rebuilds the marts the way the scheduled `dbt build` would, and asserts that a
-named check catches it with a message naming the service (or table) and the day.
-"""
+service, the newest a minute old) and must pass every check. The scenarios share one copy of it:
+each injects its problem straight into the raw tables, in a service (or table) of its own; the
+marts are rebuilt once the way the scheduled `dbt build` would, `mlwh check` runs once, and each
+scenario asserts that its named check caught its problem in a failing row naming the service
+(or table) and the day."""
 
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def scenario(
     admin_info: db.ConnInfo,
     clean_db: db.ConnInfo,
 ) -> Iterator[db.ConnInfo]:
-    """A copy of the clean warehouse for one scenario (one name: see conftest.MODULE_DB)."""
+    """A copy of the clean warehouse (one name: see conftest.MODULE_DB)."""
     info = create_database(admin_info, SCENARIO_DB, CLEAN_DB)
     yield info
     drop_database(admin_info, SCENARIO_DB)
@@ -167,6 +168,12 @@ def caught(rows: list[dict], check_name: str) -> dict:
     (row,) = matches
     assert row["status"] in ("warn", "fail"), (row["status"], row.get("message"))
     return row
+
+
+def names(row: dict, *words: str) -> bool:
+    """Whether one failing row that the message describes names every word (a service and its
+    day): other scenarios' faults share the run, so the words must meet in one row."""
+    return any(all(w in sample for w in words) for sample in row["message"].split("; "))
 
 
 def utc_today(info: db.ConnInfo) -> date:
@@ -213,103 +220,138 @@ def test_clean_data_passes_and_history_accumulates(
         ]
 
 
-def test_silent_service(pg_server: db.EmbeddedServer, scenario: db.ConnInfo) -> None:
-    with db.connect(scenario, autocommit=True) as conn:
-        conn.execute(
-            "delete from ml_raw.ml_predictions"
-            " where service_name = 'oracle' and created_at > now() - interval '2 hours'"
-        )
-        conn.execute(
-            "insert into ml_raw.ml_predictions (prediction_id, created_at, service_name,"
-            " prediction_type, predicted_value) values (gen_random_uuid(),"
-            " now() - interval '2 hours 1 minute', 'oracle', 'knowledge-relevance', 0.5)"
-        )
-    row = caught(results(check(pg_server, scenario)), "assert_no_silent_services")
-    assert "oracle" in row["message"] and str(utc_today(scenario)) in row["message"]
+# -- the scenarios: one fault each, in a service (or table) of its own ---------------------
 
 
-def test_volume_drop(pg_server: db.EmbeddedServer, scenario: db.ConnInfo) -> None:
-    with db.connect(scenario, autocommit=True) as conn:
-        conn.execute(
-            "delete from ml_raw.ml_predictions where service_name = 'ai-gm'"
-            " and created_at >= date_trunc('day', now()) - interval '1 day'"
-            " and created_at < date_trunc('day', now())"
-            " and predicted_value > 0.1"
-        )
-    build(scenario, pg_server.home, "+mart_monitoring_alerts")
-    proc = check(pg_server, scenario)
-    assert proc.returncode == 1
-    row = caught(results(proc), "assert_no_volume_anomaly")
-    yesterday = utc_today(scenario) - timedelta(days=1)
-    assert "ai-gm" in row["message"] and str(yesterday) in row["message"]
+def silence_oracle(conn: psycopg.Connection) -> None:
+    """Oracle's newest prediction is 2 hours and a minute old."""
+    conn.execute(
+        "delete from ml_raw.ml_predictions"
+        " where service_name = 'oracle' and created_at > now() - interval '2 hours'"
+    )
+    conn.execute(
+        "insert into ml_raw.ml_predictions (prediction_id, created_at, service_name,"
+        " prediction_type, predicted_value) values (gen_random_uuid(),"
+        " now() - interval '2 hours 1 minute', 'oracle', 'knowledge-relevance', 0.5)"
+    )
 
 
-def test_shifted_distribution(
-    pg_server: db.EmbeddedServer, scenario: db.ConnInfo
-) -> None:
-    with db.connect(scenario, autocommit=True) as conn:
-        conn.execute(
-            "update ml_raw.ml_predictions set predicted_value = 0.6 + predicted_value * 0.4"
-            " where prediction_type = 'code-quality'"
-            " and created_at >= date_trunc('day', now()) - interval '1 day'"
-            " and created_at < date_trunc('day', now())"
-        )
+def drop_ai_gm_volume(conn: psycopg.Connection) -> None:
+    """AI GM made a tenth of its predictions yesterday."""
+    conn.execute(
+        "delete from ml_raw.ml_predictions where service_name = 'ai-gm'"
+        " and created_at >= date_trunc('day', now()) - interval '1 day'"
+        " and created_at < date_trunc('day', now())"
+        " and predicted_value > 0.1"
+    )
+
+
+def shift_code_quality(conn: psycopg.Connection) -> None:
+    """Code Roach's code-quality values moved up yesterday."""
+    conn.execute(
+        "update ml_raw.ml_predictions set predicted_value = 0.6 + predicted_value * 0.4"
+        " where prediction_type = 'code-quality'"
+        " and created_at >= date_trunc('day', now()) - interval '1 day'"
+        " and created_at < date_trunc('day', now())"
+    )
+
+
+def second_first_mate_outcome(conn: psycopg.Connection) -> None:
+    """One of First Mate's predictions of yesterday got a second outcome."""
+    conn.execute(
+        "insert into ml_raw.ml_prediction_outcomes (outcome_id, observed_at, prediction_id,"
+        " actual_value, prediction_created_at)"
+        " select gen_random_uuid(), now(), prediction_id, 1, created_at"
+        " from ml_raw.ml_predictions where service_name = 'first-mate'"
+        " and created_at < date_trunc('day', now()) order by created_at desc limit 1"
+    )
+
+
+def stale_feedback(conn: psycopg.Connection) -> None:
+    """No feedback for three days."""
+    conn.execute("update ml_raw.ml_feedback set created_at = created_at - interval '3 days'")
+
+
+def stop_daisy_chain_labels(conn: psycopg.Connection) -> None:
+    """Daisy Chain's outcomes stopped arriving three days ago."""
+    conn.execute(
+        "delete from ml_raw.ml_prediction_outcomes where prediction_id in ("
+        " select prediction_id from ml_raw.ml_predictions where service_name = 'daisy-chain'"
+        " and created_at >= date_trunc('day', now()) - interval '3 days')"
+    )
+
+
+FAULTS = (
+    silence_oracle,
+    drop_ai_gm_volume,
+    shift_code_quality,
+    second_first_mate_outcome,
+    stale_feedback,
+    stop_daisy_chain_labels,
+)
+
+
+@pytest.fixture(scope="module")
+def faulty(
+    pg_server: db.EmbeddedServer, admin_info: db.ConnInfo, clean_db: db.ConnInfo
+) -> Iterator[tuple[db.ConnInfo, Any]]:
+    """A copy of the clean warehouse with every scenario's fault, rebuilt the way the scheduled
+    `dbt build` would and checked once: (the copy, the `mlwh check --json` process).
+
+    Each fault is in a service (or table) of its own, so each scenario's test asserts that its
+    check caught its fault in a failing row naming that service and day.
+    """
+    info = create_database(admin_info, SCENARIO_DB, CLEAN_DB)
+    with db.connect(info, autocommit=True) as conn:
+        for inject in FAULTS:
+            inject(conn)
     # The clean warehouse makes PER_DAY predictions a day and type: a full day here, so drift
     # alerts are allowed from that many values (the default minimum is for real volumes).
     build(
-        scenario, pg_server.home, "+mart_monitoring_alerts", dbt_vars={"drift_alert_min_rows": PER_DAY}
+        info, pg_server.home, "+mart_monitoring_alerts", dbt_vars={"drift_alert_min_rows": PER_DAY}
     )
-    proc = check(pg_server, scenario)
-    assert proc.returncode == 1
-    row = caught(results(proc), "assert_no_drift")
-    yesterday = utc_today(scenario) - timedelta(days=1)
-    assert "code-roach" in row["message"] and str(yesterday) in row["message"]
+    yield info, check(pg_server, info)
+    drop_database(admin_info, SCENARIO_DB)
 
 
-def test_two_outcomes_for_one_prediction(
-    pg_server: db.EmbeddedServer, scenario: db.ConnInfo
+def assert_caught(
+    faulty: tuple[db.ConnInfo, Any], check_name: str, what: str, *days_ago: int
 ) -> None:
-    with db.connect(scenario, autocommit=True) as conn:
-        conn.execute(
-            "insert into ml_raw.ml_prediction_outcomes (outcome_id, observed_at, prediction_id,"
-            " actual_value, prediction_created_at)"
-            " select gen_random_uuid(), now(), prediction_id, 1, created_at"
-            " from ml_raw.ml_predictions where service_name = 'first-mate'"
-            " and created_at < date_trunc('day', now()) order by created_at desc limit 1"
-        )
-    proc = check(pg_server, scenario)
-    assert proc.returncode == 1
-    row = caught(results(proc), "assert_one_outcome_per_prediction")
-    yesterday = utc_today(scenario) - timedelta(days=1)
-    assert "first-mate" in row["message"] and str(yesterday) in row["message"]
+    """`check_name` failed, or warned, in a row naming `what` and a day `days_ago` days back."""
+    info, proc = faulty
+    row = caught(results(proc), check_name)
+    today = utc_today(info)
+    days = [str(today - timedelta(days=n)) for n in days_ago]
+    assert any(names(row, what, day) for day in days), (days, row["message"])
 
 
-def test_stale_source(pg_server: db.EmbeddedServer, scenario: db.ConnInfo) -> None:
-    with db.connect(scenario, autocommit=True) as conn:
-        conn.execute("update ml_raw.ml_feedback set created_at = created_at - interval '3 days'")
-    rows = results(check(pg_server, scenario))
-    row = caught(rows, "freshness_ml_raw_ml_feedback")
-    stale_day = utc_today(scenario) - timedelta(days=3)
-    assert "ml_feedback" in row["message"] and (
-        str(stale_day) in row["message"] or str(stale_day - timedelta(days=1)) in row["message"]
-    )
+def test_silent_service(faulty: tuple[db.ConnInfo, Any]) -> None:
+    assert_caught(faulty, "assert_no_silent_services", "oracle", 0)
 
 
-def test_labels_stop_arriving(
-    pg_server: db.EmbeddedServer, scenario: db.ConnInfo
-) -> None:
-    with db.connect(scenario, autocommit=True) as conn:
-        conn.execute(
-            "delete from ml_raw.ml_prediction_outcomes where prediction_id in ("
-            " select prediction_id from ml_raw.ml_predictions where service_name = 'daisy-chain'"
-            " and created_at >= date_trunc('day', now()) - interval '3 days')"
-        )
-    build(scenario, pg_server.home, "+mart_monitoring_alerts")
-    proc = check(pg_server, scenario)
-    assert proc.returncode == 1
-    row = caught(results(proc), "assert_label_coverage_stable")
-    day = utc_today(scenario) - timedelta(days=2)
-    assert "daisy-chain" in row["message"] and str(day) in row["message"]
+def test_volume_drop(faulty: tuple[db.ConnInfo, Any]) -> None:
+    assert faulty[1].returncode == 1
+    assert_caught(faulty, "assert_no_volume_anomaly", "ai-gm", 1)
+
+
+def test_shifted_distribution(faulty: tuple[db.ConnInfo, Any]) -> None:
+    assert faulty[1].returncode == 1
+    assert_caught(faulty, "assert_no_drift", "code-roach", 1)
+
+
+def test_two_outcomes_for_one_prediction(faulty: tuple[db.ConnInfo, Any]) -> None:
+    assert faulty[1].returncode == 1
+    assert_caught(faulty, "assert_one_outcome_per_prediction", "first-mate", 1)
+
+
+def test_stale_source(faulty: tuple[db.ConnInfo, Any]) -> None:
+    # the newest feedback is three days old to the minute: its day is the third or fourth back
+    assert_caught(faulty, "freshness_ml_raw_ml_feedback", "ml_feedback", 3, 4)
+
+
+def test_labels_stop_arriving(faulty: tuple[db.ConnInfo, Any]) -> None:
+    assert faulty[1].returncode == 1
+    assert_caught(faulty, "assert_label_coverage_stable", "daisy-chain", 2)
 
 
 def test_unreachable_database(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytests.conftest import ROOT, mlwh_env, run_mlwh
-from runner import db
+from runner import cli, db
 from runner.dbt import Dbt
 from runner.errors import DatabaseUnavailable, MlwhError
 
@@ -71,9 +71,8 @@ def test_connection_options_reach_dbt(module_db: db.ConnInfo, dbt: Dbt) -> None:
     tls = replace(module_db, extra={"sslmode": "require"})
     with pytest.raises(DatabaseUnavailable):
         db.connect(tls)
-    refused = Dbt(tls, project=ROOT, target_path=options_target, quiet=True).invoke(
-        ["show", "--inline", "select 1 as one"]
-    )
+    # `debug` connects without parsing (another profile would parse the project again)
+    refused = Dbt(tls, project=ROOT, target_path=options_target, quiet=True).invoke(["debug"])
     assert not refused.ok
 
 
@@ -89,3 +88,54 @@ def test_conninfo_does_not_start_the_server(tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailable, match="mlwh db start"):
         target.conninfo()
     assert not server.initialized and not server.is_running()
+
+
+# -- `mlwh dbt` passes everything dbt accepts and shows dbt's own errors ------------------------
+
+
+@pytest.fixture
+def as_user(
+    pg_home: Path, module_db: db.ConnInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """`mlwh` in this process as a user's shell runs it, on this module's database; no network
+    (dbt's `--version` asks PyPI for the latest release: it says "unknown" at once instead)."""
+    target = tmp_path / "target"
+    env = mlwh_env(pg_home, dbname=module_db.dbname, DBT_TARGET_PATH=str(target))
+    for key in [k for k in os.environ if k not in env]:
+        monkeypatch.delenv(key)
+    for key, value in {**env, "HTTPS_PROXY": "http://127.0.0.1:9"}.items():
+        monkeypatch.setenv(key, value)
+    return target
+
+
+def test_dbt_commands_without_a_target_path_pass_through(
+    as_user: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["dbt", "debug"]) == 0
+    assert "All checks passed!" in capfd.readouterr().out
+    assert cli.main(["dbt", "deps"]) == 0
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_dbt_version_and_help_need_no_database(
+    as_user: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLWH_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nowhere")
+    assert cli.main(["dbt", "--version"]) == 0
+    assert "installed: 1.11" in capfd.readouterr().out
+    assert cli.main(["dbt", "--help"]) == 0
+    assert "run-operation" in capfd.readouterr().out
+    assert cli.main(["dbt", "source", "freshness", "--help"]) == 0
+    assert "--select" in capfd.readouterr().out
+
+
+def test_dbt_usage_errors_are_dbt_s_own_in_one_line(
+    as_user: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["dbt", "dbug"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == ["mlwh: dbt: No such command 'dbug'. (`mlwh dbt --help` lists dbt's commands"
+                   " and options)"], err  # fmt: skip
+    assert cli.main(["dbt", "run", "--no-such-option"]) == 2
+    (line,) = capfd.readouterr().err.strip().splitlines()
+    assert "No such option '--no-such-option'" in line

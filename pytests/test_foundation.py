@@ -124,8 +124,7 @@ def test_database_url_points_everything_at_another_server(
             'set -e; eval "$(mlwh env)"; cd /tmp; psql -tAc "select current_setting(\'port\')"; '
             f"cd {ROOT}; mlwh migrate > /dev/null; dbt debug --quiet; "
             # the seeds are enough to show where dbt writes (the full build is
-            # test_env_makes_plain_dbt_and_psql_work's); the target of `mlwh dbt` below, whose
-            # parse this one spares
+            # test_env_makes_plain_dbt_and_psql_work's)
             'dbt build --quiet --select path:seeds --target-path "$DBT_TARGET_PATH"'
         )
         result = _shell(script, env)
@@ -136,10 +135,14 @@ def test_database_url_points_everything_at_another_server(
         own = db.EmbeddedServer(own_home).conninfo()
         with db.connect(own) as conn:
             assert conn.execute("select to_regclass('ml_ref.services')").fetchone() == (None,)
-        # `mlwh dbt` passes through and returns dbt's own exit code
-        dbt_ok = run_mlwh("dbt", "ls", "--resource-type", "seed", "--quiet", env=env)
-        assert dbt_ok.returncode == 0, dbt_ok.stderr
-        assert "ml_warehouse.services" in dbt_ok.stdout
+        # `mlwh dbt` passes through to the same server and returns dbt's own exit code (debug
+        # connects without parsing the project, which mlwh's profile, with its role, would
+        # have to parse again)
+        dbt_ok = run_mlwh("dbt", "debug", env=env)
+        assert dbt_ok.returncode == 0, dbt_ok.stdout + dbt_ok.stderr
+        assert f"port: {other.port}" in dbt_ok.stdout, dbt_ok.stdout
+        assert "database: foundation_external" in dbt_ok.stdout, dbt_ok.stdout
+        assert "OK connection ok" in dbt_ok.stdout, dbt_ok.stdout
         dbt_fail = run_mlwh("dbt", "seed", "--select", "services", "--vars", "{broken", env=env)
         assert dbt_fail.returncode == 2
     finally:

@@ -358,8 +358,10 @@ def pg_percentile(values: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
 
 
-def dbt_vars(now: datetime, **extra: Any) -> list[str]:
-    """--vars for every dbt run of the module: the drift baselines (pinned days as of `now`)."""
+def dbt_vars(now: datetime) -> list[str]:
+    """--vars for every dbt run of the module: the drift baselines (pinned days as of `now`)
+    and no watermark margin, so that each incremental run reads exactly what arrived since
+    the previous one."""
     start, end = ((now - timedelta(days=d)).date().isoformat() for d in PINNED_DAYS_BACK)
     pinned = {
         "service_name": PINNED[0],
@@ -371,7 +373,7 @@ def dbt_vars(now: datetime, **extra: Any) -> list[str]:
         "drift_baseline_days": BASELINE_DAYS,
         "drift_baseline": [pinned],
         "drift_alert_min_rows": DRIFT_ALERT_MIN_ROWS,
-        **extra,
+        "ingest_watermark_margin_minutes": 0,
     }
     return ["--vars", json.dumps(values)]
 
@@ -428,7 +430,9 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
             )
         )
         load(conn, data, None, boundaries[0])
-        # targets of their own: other --vars would undo the partial parse of the shared one
+        # a target of its own: other --vars would undo the partial parse of the shared one.
+        # Every run has the same vars, so that one parse serves them all: the watermark margin
+        # of 0 (exact incremental runs) means nothing to a first build or a full refresh
         varied = Dbt(
             as_owner(module_db), project=ROOT, target_path=Path(f"{dbt.target_path}-vars"),
             quiet=True,
@@ -439,17 +443,9 @@ def built(module_db: db.ConnInfo, dbt) -> dict[str, Any]:  # type: ignore[no-unt
             for r in first.results
             if r.get("status") not in ("pass", "success")
         ]
-        incremental = Dbt(
-            as_owner(module_db),
-            project=ROOT,
-            target_path=Path(f"{dbt.target_path}-vars-incremental"),
-            quiet=True,
-        )
         for start, end in zip(boundaries, boundaries[1:], strict=False):
             load(conn, data, start, end)
-            step = incremental.invoke(
-                ["run", *SELECT, *dbt_vars(now, ingest_watermark_margin_minutes=0)]
-            )
+            step = varied.invoke(["run", *SELECT, *dbt_vars(now)])
             assert step.ok, step.by_status("error")
         for table, schema in INCREMENTAL.items():
             conn.execute(

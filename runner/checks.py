@@ -1,8 +1,9 @@
 """Data-quality checks: run dbt source freshness and dbt test, keep every result as history.
 
-Results come from dbt's artifacts (`run_results.json`, `sources.json`, `manifest.json`), never
-from log text. Failing tests store their rows in schema `ml_dq` (`--store-failures`); the first
-few rows are read back so that a message names the service and the day that failed.
+Results come from dbt's artifacts (`run_results.json`, `sources.json`, and the nodes that ran
+as manifest.json has them), never from log text. Failing tests store their rows in schema
+`ml_dq` (`--store-failures`); the first few rows are read back so that a message names the
+service and the day that failed.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def format_table(run: CheckRun, width: int = 100, passes: bool = False) -> str:
 def _freshness(dbt: Dbt, selection: list[str]) -> list[CheckResult]:
     sources_file = dbt.target_path / "sources.json"
     before = sources_file.stat().st_mtime_ns if sources_file.exists() else None
-    outcome = dbt.invoke(["source", "freshness", *selection])
+    outcome = dbt.invoke(["source", "freshness", *selection], manifest_json=False)
     if outcome.exception is not None:
         raise MlwhError(f"dbt source freshness could not run: {outcome.exception}", exit_code=2)
     if not sources_file.exists() or sources_file.stat().st_mtime_ns == before:
@@ -242,17 +243,15 @@ def _freshness_result(item: dict[str, Any]) -> CheckResult:
 
 
 def _tests(dbt: Dbt, selection: list[str], info: db.ConnInfo) -> list[CheckResult]:
-    outcome = dbt.invoke(["test", "--store-failures", *selection])
+    outcome = dbt.invoke(["test", "--store-failures", *selection], manifest_json=False)
     if outcome.exception is not None:
         raise MlwhError(f"dbt test could not run: {outcome.exception}", exit_code=2)
-    manifest_file = dbt.target_path / "manifest.json"
-    nodes = json.loads(manifest_file.read_text()).get("nodes", {}) if manifest_file.exists() else {}
     results = []
     with db.connect(info, autocommit=True) as conn:
         for item in outcome.results:
             if not item["unique_id"].startswith("test."):
                 continue  # on-run-start hooks are reported as results too
-            node = nodes.get(item["unique_id"], {})
+            node = outcome.nodes.get(item["unique_id"], {})
             results.append(_test_result(conn, item, node))
     return results
 

@@ -25,7 +25,12 @@ def epilog() -> str:
     return f"exit codes (every command):\n{rows}\n\n`mlwh COMMAND --help` describes a command."
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command`, only as much of it as that command needs.
+
+    The topic modules are imported in order until one registers `command` (all of them for
+    `--help` or an unknown word): a command pays for its own imports only.
+    """
     parser = argparse.ArgumentParser(
         prog="mlwh",
         description=(
@@ -40,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     for module_info in sorted(pkgutil.iter_modules(runner.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"runner.commands.{module_info.name}")
         module.register(sub)
+        if command is not None and command in sub.choices:
+            break
     return parser
 
 
@@ -53,7 +60,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         from runner.commands.dbt import cmd_dbt
 
         return argparse.Namespace(func=cmd_dbt, dbt_args=argv[1:])
-    return build_parser().parse_args(argv)
+    return build_parser(argv[0] if argv else None).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,12 +12,22 @@ from runner.errors import MlwhError
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
-    from runner.dbt import Dbt
+    from dbt.cli.exceptions import DbtInternalException, DbtUsageException
+
+    from runner.dbt import Dbt, accepted_options
 
     dbt_args = list(args.dbt_args)
     if dbt_args[:1] == ["--"]:
         dbt_args = dbt_args[1:]
-    result = Dbt(db.ensure_running(db.OWNER)).invoke(dbt_args)
+    # `--version`, `--help` and a word dbt does not know need no database
+    info = db.ensure_running(db.OWNER) if "--profiles-dir" in accepted_options(dbt_args) else None
+    result = Dbt(info).invoke(dbt_args)
+    if isinstance(result.exception, (DbtUsageException, DbtInternalException)):
+        # dbt prints what went wrong inside a command; what it could not parse, it only returns
+        raise MlwhError(
+            f"dbt: {result.exception} (`mlwh dbt --help` lists dbt's commands and options)",
+            exit_code=result.exit_code,
+        )
     return result.exit_code
 
 

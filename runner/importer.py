@@ -18,6 +18,7 @@ row that no unified row matches is a prediction of its own.
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ class Importer:
         if self.conn is not None:
             self.conn.close()
         if self.writer is not None and not self.writer.close(timeout=120):
-            self.say("mlwh: the writer could not store every row (see the log)")
+            print("mlwh: the writer could not store every row (see the log)", file=sys.stderr)
 
     # -- the steps --------------------------------------------------------------------------------
     def steps(self) -> list[Step]:

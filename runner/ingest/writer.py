@@ -364,7 +364,8 @@ class Writer:
     def validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
         """`spec.validate(fields)`, then, for predictions, the registered service/type and its
         value bounds (ml_ref.prediction_types, read when the writer starts and every stats
-        interval); InvalidRow names the field. Not counted as rejected: the caller decides."""
+        interval); a snake_case type is read as the kebab-case type it spells. InvalidRow names
+        the field. Not counted as rejected: the caller decides."""
         if spec is PREDICTIONS:
             kind = fields.get("prediction_type")
             if type(kind) is str and "_" in kind:

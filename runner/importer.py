@@ -106,10 +106,14 @@ def _fields_sql(table: ServiceTable) -> sql.Composable:
 
 
 def _match_sql(table: ServiceTable) -> sql.Composable:
-    """True when service row `s` and unified row `u` are one prediction (the module's doc)."""
+    """True when service row `s` and unified row `u` are one prediction (the module's doc).
+
+    The window is written from both sides, so that either table's index on created_at serves
+    whichever side is scanned (one of them is quadratic otherwise)."""
     return sql.SQL(
         "u.service_name = {service}"
         " and s.created_at between u.created_at - {window} and u.created_at + {window}"
+        " and u.created_at between s.created_at - {window} and s.created_at + {window}"
         " and (s.id = u.id or (s.{match} = u.predicted_value"
         " and s.model_version is not distinct from u.model_version"
         " and s.context is not distinct from u.context))"
@@ -319,7 +323,7 @@ class Importer:
         # the writer counts the dead letters written here too
         summary.refused_by_database = after["rejected"] - summary.dead_letters
         summary.pending, summary.lost = after["queued"], after["lost"]
-        return f"{_rows(sum(summary.imported.values()))} new"
+        return f"{_rows(sum(summary.imported.values()))} stored"
 
     # -- helpers ------------------------------------------------------------------------------
     def _select(self, table: str, columns: tuple[str, ...]) -> sql.Composed:

@@ -143,8 +143,15 @@ class Summary:
 class Importer:
     """One import: read the source in one snapshot, write through one Writer."""
 
-    def __init__(self, url: str, schema: str = "public", say: Callable[[str], None] = print):
+    def __init__(
+        self, url: str, schema: str = "public", say: Callable[[str], None] = print,
+        warehouse: db.ConnInfo | None = None, **writer_options: Any,
+    ) -> None:
+        """`warehouse`: the database to write, used as given (as Writer(info) does); by default
+        the one mlwh resolves, as mlwh_ingest (and mlwh_maintainer to read dead letters)."""
         self.source = db.parse_url(url, "the source URL")
+        self.warehouse = warehouse
+        self.writer_options = writer_options
         self.schema = schema
         self.say = say
         self.label = f"{self.source.where}/{self.source.dbname}"
@@ -177,7 +184,7 @@ class Importer:
                 f"{self.label} has no table {self.schema}.{UNIFIED}: `mlwh import` reads a "
                 "database of the former prediction writer (give its schema with --schema)"
             )
-        warehouse = db.ensure_running(db.INGEST)
+        warehouse = self.warehouse or db.ensure_running(db.INGEST)
         with db.connect(warehouse) as check:
             ready = check.execute(
                 "select to_regclass('ml_raw.ml_predictions') is not null"
@@ -186,12 +193,12 @@ class Importer:
         if not ready:
             raise MlwhError("the warehouse is not migrated: run `mlwh migrate` first")
         self.known = self._earlier_dead_letters()
-        self.writer = Writer(warehouse)
+        self.writer = Writer(warehouse, **self.writer_options)
 
     def _earlier_dead_letters(self) -> set[tuple[str, str]]:
         """Dead letters of earlier imports of this source (ml_ops is the maintainer's to read)."""
         sources = [self._source(t) for t in self.tables]
-        with db.connect(db.ensure_running(db.MAINTAINER)) as conn:
+        with db.connect(self.warehouse or db.ensure_running(db.MAINTAINER)) as conn:
             return set(conn.execute(
                 "select source, payload from ml_ops.dead_letters where source = any(%s)",
                 [sources],
@@ -409,9 +416,11 @@ class Importer:
         return FINDINGS if sum(s.rejected.values()) or s.refused_by_database else OK
 
 
-def import_database(url: str, schema: str = "public") -> int:
+def import_database(
+    url: str, schema: str = "public", warehouse: db.ConnInfo | None = None, **writer_options: Any
+) -> int:
     """Run `mlwh import`: steps with their progress, then the summary; the exit code."""
-    importer = Importer(url, schema)
+    importer = Importer(url, schema, warehouse=warehouse, **writer_options)
     try:
         importer.open()
         result = run_steps(f"import of {importer.label}", importer.steps())

@@ -193,13 +193,18 @@ def test_import_twice_finds_every_row_once(
     ]
 
 
-def test_a_bad_url_or_an_unreachable_database_is_one_line(pg_home: Path) -> None:
-    env = mlwh_env(pg_home)
-    for url, says in (
-        ("mysql://u:secret@localhost/db", "is a mysql:// URL"),
-        ("postgresql://u:secret@127.0.0.1:1/db", "cannot connect to PostgreSQL at 127.0.0.1:1"),
+def test_a_bad_url_or_an_unreachable_database_is_one_line(
+    pg_home: Path, source: db.ConnInfo, warehouse: db.ConnInfo, empty_db: db.ConnInfo
+) -> None:
+    """And so are a database without the former tables and a warehouse not migrated."""
+    env = mlwh_env(pg_home, dbname=warehouse.dbname)
+    for url, says, where in (
+        ("mysql://u:secret@localhost/db", "is a mysql:// URL", env),
+        ("postgresql://u:secret@127.0.0.1:1/db", "cannot connect to PostgreSQL at 127.0.0.1:1", env),
+        (warehouse.url, f"/{warehouse.dbname} has no table public.ml_predictions", env),
+        (source.url, "not migrated: run `mlwh migrate`", mlwh_env(pg_home, dbname=empty_db.dbname)),
     ):
-        result = run_mlwh("import", url, env=env)
+        result = run_mlwh("import", url, env=where)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and says in lines[0], result.stderr
         assert "secret" not in result.stderr

@@ -43,6 +43,7 @@ README_COMMANDS: dict[str, list[Run] | str] = {
         (["ingest", "{tmp}/missing.jsonl"], 2),
         (["ingest", "{tmp}/one_bad_line.jsonl", "--quiet"], 1),
     ],
+    "mlwh import": "test_import.py::test_import_twice_finds_every_row_once",
     "mlwh check": [(["check", "--select", "nonexistent"], 2)],
     "mlwh maintain": "test_maintain.py::test_json_is_the_results_dictionary",
     "mlwh models": "test_models.py::test_the_models_command_lists_aliases_deletes_and_refuses_in_one_line",

@@ -521,27 +521,33 @@ class Target:
         return f"external server {self.info.user}@{self.info.where}/{self.info.dbname}"
 
 
+def parse_url(url: str, name: str, otherwise: str = "") -> ConnInfo:
+    """The connection a postgresql:// URL names; another scheme, or text libpq cannot read, is
+    one line that names `name` and never repeats the password."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
+        raise DatabaseUnavailable(
+            f"{name} is a {scheme.group(1)}:// URL, but ML Warehouse runs on PostgreSQL 15+ "
+            f"only: give postgresql://user:pass@host:5432/db{otherwise}"
+        )
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        # libpq's message repeats the whole string, password included: keep its cause only
+        cause = str(exc).strip().splitlines()[0].split(" after ")[0].split(" in ")[0]
+        raise DatabaseUnavailable(
+            f"{name} is not a valid connection URL ({cause}): give "
+            "postgresql://user:pass@host:5432/db"
+        ) from None
+    return _conninfo_from_params({k: str(v) for k, v in params.items()})
+
+
 def resolve() -> Target:
     """Decide which database to use, from the environment alone."""
     url = os.environ.get("MLWH_DATABASE_URL")
     if url:
-        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
-        if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
-            raise DatabaseUnavailable(
-                f"MLWH_DATABASE_URL is a {scheme.group(1)}:// URL, but ML Warehouse runs on "
-                "PostgreSQL 15+ only: give postgresql://user:pass@host:5432/db, or unset it "
-                "for the embedded server"
-            )
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            # libpq's message repeats the whole string, password included: keep its cause only
-            cause = str(exc).strip().splitlines()[0].split(" after ")[0].split(" in ")[0]
-            raise DatabaseUnavailable(
-                f"MLWH_DATABASE_URL is not a valid connection URL ({cause}): give "
-                "postgresql://user:pass@host:5432/db"
-            ) from None
-        return Target("external", _conninfo_from_params({k: str(v) for k, v in params.items()}))
+        return Target("external", parse_url(url, "MLWH_DATABASE_URL", ", or unset it for the "
+                                            "embedded server"))
     home = mlwh_home()
     from_mlwh_env = os.environ.get(ENV_MARKER) == str(home)
     if not from_mlwh_env and any(os.environ.get(name) for name in PG_ENV_VARS):

@@ -26,6 +26,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: {result.lines:,} lines in {result.seconds:.1f} s ({rate:,.0f}/s): "
         f"{result.loaded:,} loaded, {result.rejected:,} rejected, {result.duplicates:,} duplicate"
+        + (f"; {result.outcomes:,} outcomes from actual_value" if result.outcomes else "")
     )
     if result.lost:
         print(

@@ -18,7 +18,15 @@ from typing import Any
 
 from runner import db
 from runner.errors import MlwhError
-from runner.ingest.tables import FLOAT_KINDS, JSON_KINDS, TABLES, InvalidRow, TableSpec
+from runner.ingest.tables import (
+    FLOAT_KINDS,
+    JSON_KINDS,
+    OUTCOMES,
+    PREDICTIONS,
+    TABLES,
+    InvalidRow,
+    TableSpec,
+)
 from runner.ingest.writer import Writer
 
 LOADABLE = ("predictions", "outcomes", "feedback", "metrics", "events")
@@ -44,6 +52,7 @@ class LoadResult:
     pending: int  # accepted rows still in the spill journal (database went away)
     lost: int  # accepted rows the writer could neither store nor dead-letter
     seconds: float
+    outcomes: int = 0  # outcomes stored from predictions' actual_value
 
 
 class Progress:
@@ -174,13 +183,18 @@ def load_file(
                 if spec.id_column and fields.get(spec.id_column) is None:
                     fields[spec.id_column] = line_id(text)
                 try:
-                    row = writer.validate(spec, fields)
+                    if spec is PREDICTIONS:  # with its outcome, when it carries actual_value
+                        row, outcome = writer.validate_prediction(fields)
+                    else:
+                        row, outcome = writer.validate(spec, fields), None
                 except InvalidRow as exc:
                     reason = str(exc)
                 except Exception as exc:  # no line stops a load: whatever it holds, say why
                     reason = f"line cannot be read: {type(exc).__name__}: {exc}"
                 else:
                     writer.put_validated(spec, row, timeout=60)
+                    if outcome is not None:
+                        writer.put_validated(OUTCOMES, outcome, timeout=60)
                     bar.update(done, lines, rejected)
                     continue
             rejected += 1
@@ -201,4 +215,7 @@ def load_file(
         pending=after["queued"],
         lost=after["lost"],
         seconds=time.monotonic() - started,
+        outcomes=0 if spec is OUTCOMES else (
+            after["written_by_table"]["outcomes"] - before["written_by_table"]["outcomes"]
+        ),
     )

@@ -24,6 +24,13 @@ from typing import Any
 from psycopg import sql
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+# How the learning schema spelled prediction types (bug_likelihood): the writer maps them to the
+# registered kebab-case type or refuses them saying what to send
+# (docs/requirements.md#prediction-type-names).
+SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)+")
+# The outcome a prediction carries (actual_value) gets an id derived from the prediction's, so
+# that writing the prediction again records its outcome once (docs/requirements.md#outcome-with-prediction).
+OUTCOME_ID_NAMESPACE = uuid.UUID("3b0e7c52-8d4f-4a51-9f0e-6c2a1d7b9e43")
 NAME_MAX_LEN = 64
 CONTEXT_LIMIT_BYTES = 64 * 1024
 # Clocks drift and batch jobs backfill, but a timestamp a day ahead is a bug in the caller.
@@ -535,6 +542,19 @@ PREDICTIONS = TableSpec(
     one_of=("predicted_value", "prediction_payload"),
     id_registry=("ml_raw", "prediction_ids"),
 )
+
+def outcome_of(prediction: tuple[Any, ...], actual_value: Any) -> dict[str, Any]:
+    """The outcome fields of a validated prediction row that came with its actual value: known
+    when the prediction was made, so observed then (docs/requirements.md#outcome-with-prediction)."""
+    prediction_id, created_at = prediction[0], prediction[1]  # PREDICTIONS' first two columns
+    return {
+        "outcome_id": uuid.uuid5(OUTCOME_ID_NAMESPACE, str(prediction_id)),
+        "observed_at": created_at,
+        "prediction_id": prediction_id,
+        "actual_value": actual_value,
+        "prediction_created_at": created_at,
+    }
+
 
 OUTCOMES = TableSpec(
     "outcomes",

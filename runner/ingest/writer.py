@@ -37,9 +37,11 @@ from runner.ingest.tables import (
     METRICS,
     OUTCOMES,
     PREDICTIONS,
+    SNAKE_CASE,
     TABLES,
     InvalidRow,
     TableSpec,
+    outcome_of,
     uuid7,
 )
 
@@ -290,9 +292,16 @@ class Writer:
         """Queue one ml_predictions row; returns its prediction_id (a UUIDv7 unless given).
 
         The id is the prediction's identity: writing it again (a retry) stores nothing more.
+        An `actual_value` given with the prediction is recorded as its outcome.
         """
-        row = self._validate(PREDICTIONS, fields)
+        try:
+            row, outcome = self.validate_prediction(fields)
+        except InvalidRow as exc:
+            self._refused(PREDICTIONS, fields, exc)
+            raise
         self._put("predictions", row, timeout)
+        if outcome is not None:
+            self._put("outcomes", outcome, timeout)
         return row[0]
 
     def record_outcome(
@@ -355,7 +364,12 @@ class Writer:
     def validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
         """`spec.validate(fields)`, then, for predictions, the registered service/type and its
         value bounds (ml_ref.prediction_types, read when the writer starts and every stats
-        interval); InvalidRow names the field. Not counted as rejected: the caller decides."""
+        interval); a snake_case type is read as the kebab-case type it spells. InvalidRow names
+        the field. Not counted as rejected: the caller decides."""
+        if spec is PREDICTIONS:
+            kind = fields.get("prediction_type")
+            if type(kind) is str and "_" in kind:
+                fields = {**fields, "prediction_type": self._kebab_type(fields, kind)}
         row = spec.validate(fields)
         if self._services is not None and spec.service_index is not None:
             service = row[spec.service_index]
@@ -380,6 +394,42 @@ class Writer:
                     f"must be between {bounds[0]:g} and {bounds[1]:g} for {row[3]}, got {value:g}",
                 )
         return row
+
+    def validate_prediction(
+        self, fields: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
+        """The prediction row and, when `fields` carries `actual_value` (as the former client's
+        writes did), the row of that outcome; both are checked before either is queued
+        (docs/requirements.md#outcome-with-prediction). InvalidRow names the field."""
+        if "actual_value" not in fields:
+            return self.validate(PREDICTIONS, fields), None
+        rest = dict(fields)
+        actual = rest.pop("actual_value")
+        row = self.validate(PREDICTIONS, rest)
+        if actual is None:
+            return row, None
+        return row, self.validate(OUTCOMES, outcome_of(row, actual))
+
+    def _kebab_type(self, fields: Mapping[str, Any], kind: str) -> str:
+        """A snake_case prediction type as the registered type it spells in kebab-case, or
+        InvalidRow saying what to send (docs/requirements.md#prediction-type-names)."""
+        if not SNAKE_CASE.fullmatch(kind):
+            return kind  # not snake_case: the name check says what is wrong with it
+        kebab = kind.replace("_", "-")
+        service = fields.get("service_name")
+        if self._types is None or (service, kebab) in self._types or type(service) is not str:
+            return kebab  # without the registry, the table's trigger checks the type
+        known = sorted(t for s, t in self._types if s == service)
+        send = (
+            f"send one of {', '.join(known)}"
+            if known
+            else f"{service} has no registered type (add one to seeds/prediction_types.csv)"
+        )
+        raise InvalidRow(
+            "prediction_type",
+            f"{kind!r} is not a type of {service}: types are kebab-case and {kebab!r} is not "
+            f"registered for {service}; {send}",
+        )
 
     def put_validated(
         self, spec: TableSpec, row: tuple[Any, ...], timeout: float | None = None
@@ -538,15 +588,19 @@ class Writer:
         try:
             return self.validate(spec, fields)
         except InvalidRow as exc:
-            with self._lock:
-                self._rejected += 1
-            if exc.field == "prediction_type" and spec is PREDICTIONS:
-                # an unregistered service or type is also the operator's business: record it,
-                # so that the monitoring alerts see it the first time it appears
-                row = dead_letter_row("writer", spec.qualified, str(exc), repr(dict(fields)))
-                with contextlib.suppress(QueueFull, WriterClosed):
-                    self._put("dead_letters", row, 0)
+            self._refused(spec, fields, exc)
             raise
+
+    def _refused(self, spec: TableSpec, fields: Mapping[str, Any], exc: InvalidRow) -> None:
+        """Count a row a write_* call refuses."""
+        with self._lock:
+            self._rejected += 1
+        if exc.field == "prediction_type" and spec is PREDICTIONS:
+            # an unregistered service or type is also the operator's business: record it,
+            # so that the monitoring alerts see it the first time it appears
+            row = dead_letter_row("writer", spec.qualified, str(exc), repr(dict(fields)))
+            with contextlib.suppress(QueueFull, WriterClosed):
+                self._put("dead_letters", row, 0)
 
     def _put(self, key: str, row: tuple[Any, ...], timeout: float | None) -> None:
         wake = False

@@ -67,7 +67,7 @@ body { margin:0; font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-se
 header { padding:24px 40px 14px; background:#1f2933; color:#fff; }
 header h1 { margin:0 0 4px; font-size:24px; font-weight:600; }
 header p { margin:0; color:#cbd2d9; }
-nav.filters { position:sticky; top:0; z-index:5; display:flex; flex-wrap:wrap; gap:8px 18px;
+nav.filters { position:sticky; top:0; z-index:5; display:flex; flex-wrap:wrap; gap:8px 10px;
               align-items:center; padding:10px 40px; background:#fff;
               border-bottom:1px solid var(--line); font-size:13px; }
 nav.filters label { color:var(--muted); }

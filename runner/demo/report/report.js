@@ -505,8 +505,8 @@
     var from = state.from != null ? isoDay(state.from) : META.first;
     var to = state.to != null ? isoDay(state.to) : META.last;
     var presets = [7, 14].map(function (n) {
-      return '<button type="button" data-days="' + n + '">last ' + n + " days</button>";
-    }).join("") + '<button type="button" data-days="all">whole period</button>';
+      return '<button type="button" data-days="' + n + '">' + n + " days</button>";
+    }).join("") + '<button type="button" data-days="all">all</button>';
     return '<label>Service</label><span class="chips">' + chips + "</span>" +
       '<label for="filter-from">From</label><input type="date" id="filter-from" min="' + META.first +
       '" max="' + META.last + '" value="' + from + '">' +

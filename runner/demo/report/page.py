@@ -2,9 +2,9 @@
 
 Python reads the marts and hands each chart's data to `report.js` (inlined with its data as
 JSON), which draws every chart as SVG and redraws them when a filter changes. Nothing is
-fetched: the file opens anywhere (a mail attachment, a CI artifact). Each drawn chart is
-`<svg data-chart="NAME" data-points="N">` with N the points it shows under the current
-filters, which lets a headless browser test check it has data.
+fetched: the file opens anywhere (a mail attachment, a CI artifact). Each drawn chart (an
+SVG, a grid of small multiples, a table) carries `data-chart="NAME" data-points="N"`, N being
+what it shows under the current filters, which lets a headless browser test check it has data.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ h3 { margin:4px 0 0; font-size:13px; font-weight:600; }
 h3 a { color:inherit; text-decoration:none; border-bottom:1px dotted var(--muted); cursor:pointer; }
 p.note { margin:0 0 8px; color:var(--muted); font-size:13px; }
 .multiples { display:grid; grid-template-columns:repeat(auto-fill,minmax(300px,1fr)); gap:6px 16px; }
+.multiples.large { grid-template-columns:repeat(auto-fill,minmax(540px,1fr)); }
 .legend { display:flex; flex-wrap:wrap; gap:2px 12px; font-size:12px; color:var(--muted);
           margin:2px 0; }
 .legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:4px; }

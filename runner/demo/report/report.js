@@ -225,8 +225,10 @@
         var d = new Date(t);
         var label = step >= DAY ? d.toUTCString().slice(8, 11) + " " + d.getUTCDate()
                                 : String(d.getUTCHours()).padStart(2, "0") + ":00";
+        // a label at either edge stays inside the chart
+        var anchor = sx(t) > W - PR - 24 ? "end" : sx(t) < PL + 16 ? "start" : "middle";
         out.push('<text class="tick" x="' + sx(t).toFixed(1) + '" y="' + (H - PB + 15) +
-                 '" text-anchor="middle">' + label + "</text>");
+                 '" text-anchor="' + anchor + '">' + label + "</text>");
       }
     } else {
       niceTicks(x0, x1, 5).forEach(function (t) {
@@ -399,7 +401,9 @@
            esc(text) + "</a>";
   }
   function wrapMultiples(name, panels, points, empty) {
-    return '<div class="multiples" data-chart="' + esc(name) + '" data-points="' + points + '">' +
+    var large = state.service !== "all" ? " large" : "";
+    return '<div class="multiples' + large + '" data-chart="' + esc(name) + '" data-points="' +
+      points + '">' +
       (panels.length ? panels.join("") : '<p class="muted">' + esc(empty || "no data in the range") + "</p>") +
       "</div>";
   }
@@ -407,7 +411,10 @@
     var panels = [], points = 0;
     spec.panels.forEach(function (panel) {
       if (!serviceShown(panel.service)) return;
-      var drawn = linesSvg(name + ":" + panel.title, panel.chart, { width: 380, height: 230, panel: true });
+      // one service's panels are drawn larger: they have the row to themselves
+      var size = state.service === "all" ? { width: 380, height: 230 } : { width: 620, height: 280 };
+      size.panel = true;
+      var drawn = linesSvg(name + ":" + panel.title, panel.chart, size);
       if (!drawn.points) return;
       points += drawn.points;
       panels.push('<div class="panel"><h3>' + drillLink(panel.service, panel.title) + "</h3>" +
@@ -450,8 +457,10 @@
     }
   }
   function renderTable(name, spec) {
+    // rows about a service follow the service filter; rows about no service (null) are
+    // hidden under it; tables whose rows carry no _service at all are not filtered
     var rows = spec.rows.filter(function (r) {
-      return state.service === "all" || r._service === state.service;
+      return state.service === "all" || !("_service" in r) || r._service === state.service;
     });
     var title = spec.title ? "<h3>" + esc(spec.title) + "</h3>" : "";
     if (!rows.length) {

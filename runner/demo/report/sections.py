@@ -425,7 +425,8 @@ def _performance_panels(ctx: Context, metric: str) -> tuple[dict[str, Any], int]
             "yFormat": "percent" if metric == "accuracy" else "number",
             "yLabel": "accuracy" if metric == "accuracy" else "mean absolute error"}}
         for (service, prediction_type), versions in panels.items()
-    ], "empty": "No labeled predictions in the range."}
+    ], "empty": f"No {'binary' if metric == 'accuracy' else 'regression'} prediction type "
+                "with labeled predictions for this selection."}
     return spec, len(rows)
 
 

@@ -311,6 +311,9 @@ def test_every_chart_renders_filters_and_drills_down_in_chromium(  # type: ignor
         assert "service=oracle" in browser.evaluate("location.hash")
         assert oracle["psi"] < charts["psi"][0] and oracle["model_versions"] < charts[
             "model_versions"][0]
+        assert 0 < oracle["alerts"] < charts["alerts"][0]
+        # the check run is about no one service: its table stays whole
+        assert oracle["dq_checks"] == charts["dq_checks"][0]
         browser.evaluate("document.querySelector('[data-days=\"7\"]').click()")
         week = {name: points for name, points, _ in json.loads(browser.evaluate(INVENTORY))}
         assert 0 < week["psi"] < oracle["psi"] and week["volume"] < oracle["volume"]

@@ -19,8 +19,9 @@ from scipy import stats
 from runner import db, maintenance
 from runner.checks import run_checks
 from runner.demo.generate import generate
-from runner.demo.report import write_report
+from runner.demo.report import SECTIONS, Chart, Context, Section, build_report, reads, write_report
 from runner.demo.report.sections import Z95
+from runner.errors import MlwhError
 
 ROOT = Path(__file__).resolve().parent.parent
 # the screenshot CI keeps (README, Tests): the page as a reader first sees it
@@ -217,6 +218,29 @@ def test_report_reads_alerts_and_thresholds_from_the_marts(  # type: ignore[no-u
     assert [t[0] for t in psi.spec["thresholds"]] == [
         thresholds["alert_psi_warn"], thresholds["alert_psi_error"]]
     assert psi.spec["yScale"] == "log"
+
+
+def test_a_section_is_a_function_in_the_list(report, module_db: db.ConnInfo) -> None:  # type: ignore[no-untyped-def]
+    """Adding a section takes a decorated function; a relation it reads that is missing is
+    named, with what to run, before anything is drawn."""
+
+    @reads("ml_marts.mart_service_health")
+    def health(ctx: Context) -> Section:
+        (row,) = ctx.rows("select count(*) as services from ml_marts.mart_service_health")
+        return Section("service_health", "Service health", "services with a health row",
+                       [Chart("health_count", "tiles", {"tiles": [
+                           {"label": "services", "value": row["services"]}]}, 1)])
+
+    analyst = db.as_role(module_db, db.ANALYST)
+    page, sections = build_report(analyst, [*SECTIONS, health])
+    assert sections[-1].id == "service_health" and 'data-slot="health_count"' in page
+
+    @reads("ml_marts.mart_not_there")
+    def missing(ctx: Context) -> Section:
+        raise AssertionError("never called")
+
+    with pytest.raises(MlwhError, match=r"ml_marts\.mart_not_there not built yet: run `mlwh dbt build`"):
+        build_report(analyst, [missing])
 
 
 def test_drift_bins_add_up_to_the_drift_marts_psi(report, conn) -> None:  # type: ignore[no-untyped-def]

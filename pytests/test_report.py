@@ -154,6 +154,12 @@ class Browser:
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
+        if self.proc.poll() is None:
+            self.session = ""
+            try:
+                self.send("Browser.close")
+            except (AssertionError, OSError):
+                pass  # already gone
         if self.proc.stdin:
             self.proc.stdin.close()
         try:

@@ -334,9 +334,8 @@
     out.push("</svg>");
     var legend = shown.map(function (v) {
       var color = shade(v.s.color, v.s.shade);
-      var attr = v.s.service && !spec.drill ? "" : "";
       return '<span class="key"' + (v.s.service ? ' data-drill="' + esc(v.s.service) + '"' : "") +
-        attr + '><i style="background:' + color + '"></i>' + esc(v.s.label) + "</span>";
+        '><i style="background:' + color + '"></i>' + esc(v.s.label) + "</span>";
     }).join("");
     return { html: '<div class="legend">' + legend + "</div>" + out.join(""), points: count };
   }

@@ -65,7 +65,7 @@
     if (abs >= 1000) return Math.round(value).toLocaleString("en-US");
     if (abs >= 10 || value === Math.round(value)) return String(Math.round(value * 10) / 10);
     if (abs >= 0.01) return value.toPrecision(3).replace(/\.?0+$/, "");
-    return value.toPrecision(2);
+    return String(Number(value.toPrecision(2)));
   }
   // a version's colour: the service's own for the first version, lighter for later ones
   function shade(color, index) {

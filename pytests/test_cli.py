@@ -50,8 +50,12 @@ README_COMMANDS: dict[str, list[Run] | str] = {
     "mlwh lint": "not here: sqlfluff over the whole project takes minutes; `python3 tasks.py "
     "lint` runs it, and so does `python3 tasks.py test` (.ci/run)",
 }
-# what the `--help` examples need built first, as a README command would build it
-BUILD = ["dbt", "build", "--select", "+tag:monitoring", "--exclude", "resource_type:test"]
+# what the `--help` examples need built first, as a README command would build it; `mlwh report`
+# also reads the traffic per model version
+BUILD = [
+    "dbt", "build", "--select", "+tag:monitoring", "+mart_prediction_volume_by_version_daily",
+    "--exclude", "resource_type:test",
+]
 PARTIAL_BUILD = ["dbt", "run", "--select", "+mart_prediction_volume_daily"]
 # examples that `mlwh demo --help` shows: the demo runs end to end in test_demo.py
 EXAMPLES_ELSEWHERE = {"demo"}

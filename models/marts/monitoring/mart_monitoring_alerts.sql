@@ -408,6 +408,7 @@ final as (
         severity,
         since,
         alert_date,
+        detail,
         entity_type || ' ' || entity
         || coalesce(' (' || detail || ')', '')
         || ': ' || metric || ' = ' || round(observed_value::numeric, 3)

@@ -14,7 +14,9 @@ warm at most 3 s (docs/requirements.md#dbt-partial-parse); the cold figure is th
 
 The floor is what any in-process dbt call pays before it can start: a new interpreter that
 imports the runner's CLI and dbt's (`warm - floor` is what partial parsing, the connection and
-the hooks still cost).
+the hooks still cost). On a busy machine the seconds stretch with the load; the CPU seconds of
+the whole warm command (user + system, its children included) stretch much less, so they are
+printed too.
 
     .venv/bin/python bench/dbt_overhead.py [--repeat 3]
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,14 +63,20 @@ def _first_node_start(artifact: Path) -> float:
     return min(starts)
 
 
-def overhead(args: list[str], artifact: str, env: dict[str, str], target: Path) -> float:
-    """Seconds from launching `mlwh <args>` to the start of dbt's first node."""
+def overhead(
+    args: list[str], artifact: str, env: dict[str, str], target: Path
+) -> tuple[float, float]:
+    """Seconds from launching `mlwh <args>` to the start of dbt's first node, and the CPU
+    seconds of the whole command."""
     (target / artifact).unlink(missing_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.time()
     proc = subprocess.run([MLWH, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"mlwh {' '.join(args)} failed: {proc.stderr.strip()}")
-    return _first_node_start(target / artifact) - launched
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return _first_node_start(target / artifact) - launched, cpu
 
 
 def floor(repeat: int) -> float:
@@ -89,17 +98,19 @@ def run(home: Path, repeat: int) -> None:
     }
     env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
     _say(f"floor (interpreter + imports): {floor(repeat):.2f} s")
-    _say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10}")
+    _say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10} {'warm cpu s':>11}")
     for name, (args, artifact) in COMMANDS.items():
-        cold, warm = [], []
+        cold, warm, cpu = [], [], []
         for _ in range(repeat):
             target = Path(tempfile.mkdtemp(prefix="target-", dir=home))
             run_env = {**env, "DBT_TARGET_PATH": str(target)}
-            cold.append(overhead(args, artifact, run_env, target))
-            warm.append(overhead(args, artifact, run_env, target))
+            cold.append(overhead(args, artifact, run_env, target)[0])
+            seconds, cpu_seconds = overhead(args, artifact, run_env, target)
+            warm.append(seconds)
+            cpu.append(cpu_seconds)
             shutil.rmtree(target)
         c, w = statistics.median(cold), statistics.median(warm)
-        _say(f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f}")
+        _say(f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f} {statistics.median(cpu):>11.2f}")
     _say(f"(median of {repeat}; warm target: at most 3 s before the first node)")
 
 

@@ -154,6 +154,13 @@ def pg_server(pg_home: Path) -> Iterator[db.EmbeddedServer]:
     bin_dir = os.environ.get(EXTERNAL_BIN_ENV)
     server = db.EmbeddedServer(pg_home, bin_dir=Path(bin_dir) if bin_dir else None)
     server.start()
+    # Its data dies with the session, so nothing waits for the disk: without fsync a commit
+    # (dbt commits every node) and a CREATE DATABASE ... TEMPLATE take a fraction of the time.
+    # It guards only against an OS crash; the tests stop writers and servers, never the OS.
+    with db.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql.SQL("alter system set {} = off").format(sql.Identifier(setting)))
+        conn.execute("select pg_reload_conf()")
     if bin_dir:
         _external_urls[pg_home] = server.conninfo()
     yield server

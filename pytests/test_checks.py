@@ -37,6 +37,11 @@ CLEAN_DB = "t_checks_clean"
 SCENARIO_DB = MODULE_DB
 PER_DAY = 20
 DAYS = 36
+# The type whose values the drift scenario shifts makes as many predictions a day as the
+# alerts' default drift_alert_min_rows asks of a day (100): the scenarios' build then needs no
+# --vars, which would undo the shared dbt parse.
+DRIFTING_TYPE = "code-quality"
+DRIFTING_PER_DAY = 100
 
 
 def generate_clean(conn: psycopg.Connection) -> None:
@@ -50,19 +55,24 @@ def generate_clean(conn: psycopg.Connection) -> None:
         select
             gen_random_uuid(),
             case
-                when d = 0 then now() - (i + 1) * interval '1 minute'
+                when d = 0 then now() - (i + 1) * (interval '20 minutes' / types.n)
                 else date_trunc('day', now()) - d * interval '1 day'
-                    + interval '1 hour' + i * interval '30 minutes'
+                    + interval '1 hour' + i * (interval '600 minutes' / types.n)
             end,
             types.service_name,
             types.prediction_type,
-            (i + 0.5) / %(n)s,
+            (i + 0.5) / types.n,
             0.9
-        from ml_ref.prediction_types as types
+        from (
+            select
+                *,
+                case when prediction_type = %(drifting)s then %(drifting_n)s else %(n)s end as n
+            from ml_ref.prediction_types
+        ) as types
         cross join generate_series(0, %(days)s - 1) as d
-        cross join generate_series(0, %(n)s - 1) as i
+        cross join lateral generate_series(0, types.n - 1) as i
         """,
-        {"n": PER_DAY, "days": DAYS},
+        {"n": PER_DAY, "drifting": DRIFTING_TYPE, "drifting_n": DRIFTING_PER_DAY, "days": DAYS},
     )
     conn.execute(
         """
@@ -106,9 +116,7 @@ def generate_clean(conn: psycopg.Connection) -> None:
     )
 
 
-def build(
-    info: db.ConnInfo, home: Path, *select: str, dbt_vars: dict[str, Any] | None = None
-) -> None:
+def build(info: db.ConnInfo, home: Path, *select: str) -> None:
     # the marts alone: the unit tests are test_marts' (they would only add time here)
     args = ["build", "--exclude", "resource_type:test", "resource_type:unit_test"]
     if select:
@@ -116,10 +124,8 @@ def build(
         # and --full-refresh: the faults are injected by rewriting days the incremental marts
         # already processed, which real (append-only) traffic never does
         args = ["run", "--full-refresh", "--select", *select]
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
-    # other --vars would undo the partial parse of the target shared with `mlwh check`
-    target = dbt_target(home, ROOT, info.dbname + ("-vars" if dbt_vars else ""))
+    # the target `mlwh check` uses too: one parse serves both
+    target = dbt_target(home, ROOT, info.dbname)
     result = Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True).invoke(args)
     assert result.ok, [r for r in result.results if r.get("status") != "success"]
 
@@ -247,12 +253,13 @@ def drop_ai_gm_volume(conn: psycopg.Connection) -> None:
 
 
 def shift_code_quality(conn: psycopg.Connection) -> None:
-    """Code Roach's code-quality values moved up yesterday."""
+    """Code Roach's code-quality values moved up yesterday (DRIFTING_TYPE)."""
     conn.execute(
         "update ml_raw.ml_predictions set predicted_value = 0.6 + predicted_value * 0.4"
-        " where prediction_type = 'code-quality'"
+        " where prediction_type = %s"
         " and created_at >= date_trunc('day', now()) - interval '1 day'"
-        " and created_at < date_trunc('day', now())"
+        " and created_at < date_trunc('day', now())",
+        (DRIFTING_TYPE,),
     )
 
 
@@ -305,11 +312,7 @@ def faulty(
     with db.connect(info, autocommit=True) as conn:
         for inject in FAULTS:
             inject(conn)
-    # The clean warehouse makes PER_DAY predictions a day and type: a full day here, so drift
-    # alerts are allowed from that many values (the default minimum is for real volumes).
-    build(
-        info, pg_server.home, "+mart_monitoring_alerts", dbt_vars={"drift_alert_min_rows": PER_DAY}
-    )
+    build(info, pg_server.home, "+mart_monitoring_alerts")
     yield info, check(pg_server, info)
     drop_database(admin_info, SCENARIO_DB)
 

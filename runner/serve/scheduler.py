@@ -344,8 +344,8 @@ def _partitions(s: Scheduler, job: JobConfig) -> str:
 def _dbt_build(s: Scheduler, job: JobConfig) -> str:
     # models, seeds and snapshots, incremental marts incrementally; the materialized view
     # refreshes as part of it. Data tests are the check job's (as in the demo): in a build they
-    # would skip every model downstream of a failing test.
-    args = ["build", "--exclude", "resource_type:test"]
+    # would skip every model downstream of a failing test. Unit tests check SQL, not data: CI's.
+    args = ["build", "--exclude", "resource_type:test", "resource_type:unit_test"]
     if job.options.get("select"):
         args += ["--select", *job.options["select"]]
     result = s.dbt().invoke([*args, "--log-level", "none"])

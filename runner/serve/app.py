@@ -250,10 +250,11 @@ def _ingest_rows(
                 raise InvalidRow("row", str(row))
             if not isinstance(row, dict):
                 raise InvalidRow("row", f"must be a JSON object, got {type(row).__name__}")
+            valid = state.writer.validate(spec, row)
             if spec is OUTCOMES and owners.get(str(row.get("prediction_id"))) is None:
                 raise InvalidRow("prediction_id", "no such prediction: write the prediction "
                                                   "first (an outcome belongs to its prediction)")
-            accepted.append(state.writer.validate(spec, row))
+            accepted.append(valid)
         except InvalidRow as exc:
             rejected.append({"index": index, "field": exc.field, "reason": str(exc)})
     stats = state.writer.stats()

@@ -11,7 +11,8 @@ Servers share the schedule through the database: a job is due when its last star
 server, is one interval old. A server takes the job's advisory lock, reads the last start again
 under it, and only then runs the job, so two servers never run one job at once and together run
 it once per interval. Jobs run one after another in one thread: dbt runs in-process, and two dbt
-invocations must not overlap in one process.
+invocations must not overlap in one process. Each run is one step of runner.steps, so a job
+fails as a command's step does: with its MlwhError's one line.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import yaml
 
 from runner import db
 from runner.errors import MlwhError
+from runner.steps import Step, run_steps
 
 log = logging.getLogger("runner.serve.scheduler")
 
@@ -273,9 +275,17 @@ class Scheduler:
         summary: str | None = None
         error: str | None = None
         try:
-            summary = JOBS[job.name](self, job)
+            # one step, reported as the demo's and maintenance's are: MlwhError is the job's
+            # failure, with its one line
+            result = run_steps(
+                f"job {job.name}", [Step(job.name, lambda: JOBS[job.name](self, job))],
+                say=log.info,
+            )
+            summary, failure = result.steps[0].summary, result.steps[0].error
+            error = None if failure is None else _first_line(failure)
         except Exception as exc:  # a failed job is a row and an alert, never the server's end
             error = _first_line(exc)
+        if error:
             log.warning("job %s failed: %s", job.name, error)
         seconds = time.perf_counter() - started
         status = "failed" if error else "ok"

@@ -301,12 +301,17 @@ def _prediction_owners(state: ServeState, rows: list[Any]) -> dict[str, str]:
                 continue  # validation names it
     if not ids:
         return {}
-    with db.connect(state.ingest_info, autocommit=True, connect_timeout=5) as conn:
-        found = {
-            str(pid): svc for pid, svc in conn.execute(
-                "select prediction_id, service_name from ml_raw.prediction_ids"
-                " where prediction_id = any(%s)", [list(ids)])
-        }  # fmt: skip
+    try:
+        with db.connect(state.ingest_info, autocommit=True, connect_timeout=5) as conn:
+            found = {
+                str(pid): svc for pid, svc in conn.execute(
+                    "select prediction_id, service_name from ml_raw.prediction_ids"
+                    " where prediction_id = any(%s)", [list(ids)])
+            }  # fmt: skip
+    except (psycopg.Error, db.DatabaseUnavailable) as exc:
+        # whose predictions these are decides what may be written: no answer, no outcome
+        raise ApiError(503, "cannot look the outcomes' predictions up now: "
+                            f"{str(exc).strip().splitlines()[0]}") from exc
     with state.recent_lock:
         for pid in ids:
             if str(pid) not in found and pid in state.recent:

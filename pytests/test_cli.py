@@ -47,6 +47,8 @@ README_COMMANDS: dict[str, list[Run] | str] = {
     "mlwh check": [(["check", "--select", "nonexistent"], 2)],
     "mlwh maintain": "test_maintain.py::test_json_is_the_results_dictionary",
     "mlwh models": "test_models.py::test_the_models_command_lists_aliases_deletes_and_refuses_in_one_line",
+    "mlwh serve": "test_serve.py::test_two_servers_share_the_schedule_and_never_run_a_job_twice_at_once",
+    "mlwh keys": "test_serve.py::test_keys_are_shown_once_listed_and_revoked",
     "mlwh lint": "not here: sqlfluff over the whole project takes minutes; `python3 tasks.py "
     "lint` runs it, and so does `python3 tasks.py test` (.ci/run)",
 }

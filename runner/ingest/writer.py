@@ -354,12 +354,14 @@ class Writer:
         payload: str,
         source_line: int | None = None,
         timeout: float | None = None,
-    ) -> None:
-        """Queue a rejected input row for ml_ops.dead_letters and count it as rejected."""
-        self._put("dead_letters", dead_letter_row(source, target_table, reason, payload,
-                                                  source_line), timeout)
+    ) -> int:
+        """Queue a rejected input row for ml_ops.dead_letters and count it as rejected; returns
+        its position for `wait_journaled`."""
+        position = self._put("dead_letters", dead_letter_row(source, target_table, reason,
+                                                             payload, source_line), timeout)
         with self._lock:
             self._rejected += 1
+        return position
 
     def validate(self, spec: TableSpec, fields: Mapping[str, Any]) -> tuple[Any, ...]:
         """`spec.validate(fields)`, then, for predictions, the registered service/type and its
@@ -433,9 +435,10 @@ class Writer:
 
     def put_validated(
         self, spec: TableSpec, row: tuple[Any, ...], timeout: float | None = None
-    ) -> None:
-        """Queue a row already returned by `spec.validate` (bulk loads validate on their own)."""
-        self._put(spec.key, row, timeout)
+    ) -> int:
+        """Queue a row already returned by `spec.validate` (bulk loads validate on their own);
+        returns its position for `wait_journaled`."""
+        return self._put(spec.key, row, timeout)
 
     # -- public API: asyncio -------------------------------------------------------------------
     # The write_* methods never wait for the database, so calling them from a coroutine is fine.
@@ -504,9 +507,20 @@ class Writer:
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until every row accepted so far is in the spill journal on disk (not yet
         necessarily in the database); False on timeout. After it, a crash loses none of them."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             target = self._accepted
+        return self.wait_journaled(target, timeout)
+
+    def wait_journaled(self, position: int, timeout: float | None = None) -> bool:
+        """Wait until the row at `position` (what `put_validated` returned) and every row before
+        it are fsynced in the spill journal; False on timeout or when there is no journal (the
+        rows are then in memory only). The HTTP server answers 2xx only after this
+        (docs/requirements.md#http-api); rows of other callers journal in the same fsync."""
+        if self._journal is None:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = position
             self._force_upto = max(self._force_upto, target)
         self._wake.set()
         with self._lock:
@@ -558,6 +572,11 @@ class Writer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def journal_path(self) -> Path | None:
+        """This writer's spill journal, None when the spill directory was unusable."""
+        return self._journal.path if self._journal is not None else None
+
     def stats(self) -> dict[str, Any]:
         """Counters since start; `queued` counts rows in memory plus rows waiting in the journal."""
         with self._lock:
@@ -602,7 +621,8 @@ class Writer:
             with contextlib.suppress(QueueFull, WriterClosed):
                 self._put("dead_letters", row, 0)
 
-    def _put(self, key: str, row: tuple[Any, ...], timeout: float | None) -> None:
+    def _put(self, key: str, row: tuple[Any, ...], timeout: float | None) -> int:
+        """Queue a row; returns its position (rows accepted so far, this one included)."""
         wake = False
         with self._lock:
             if self._closed or self._closing:
@@ -619,11 +639,13 @@ class Writer:
             self._accepted += 1
             if self._queued == self.batch_size:
                 wake = True
+            position = self._accepted
             if self.durable:
-                self._wait_journaled(self._accepted)
-                return
+                self._wait_journaled(position)
+                return position
         if wake:
             self._wake.set()
+        return position
 
     def _wait_journaled(self, seq: int) -> None:
         """Durable mode (lock held): return once row `seq` is fsynced in the journal."""

@@ -28,6 +28,7 @@
     'alert_query_min_runs',
     'alert_accuracy_drop_ratio',
     'alert_accuracy_min_labeled',
+    'alert_job_overdue_intervals',
 ] -%}
 
 with

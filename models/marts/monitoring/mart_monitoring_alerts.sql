@@ -24,6 +24,9 @@
     - accuracy drop: a model version's accuracy on its newest day of the last week (with at
       least alert_accuracy_min_labeled labeled predictions) more than alert_accuracy_drop_ratio
       below its baseline, its accuracy over its first drift_baseline_days days (warn);
+    - scheduled jobs of `mlwh serve` (docs/requirements.md#serve-scheduler): the latest
+      finished run of a job failed (error); no server started it for alert_job_overdue_intervals
+      of its intervals (warn);
     - the operations alerts of int_ops_alerts_raised: writer queue and write latency,
       maintenance findings and runs, learning-event lag, data-quality score, resource use and
       query slowdowns.
@@ -48,6 +51,7 @@
 {%- set accuracy_drop_ratio = var('alert_accuracy_drop_ratio') -%}
 {%- set accuracy_min_labeled = var('alert_accuracy_min_labeled') | int -%}
 {%- set baseline_days = var('drift_baseline_days') | int -%}
+{%- set job_overdue_intervals = var('alert_job_overdue_intervals') -%}
 
 with
 
@@ -102,6 +106,12 @@ performance_daily as (
 ops_alerts as (
 
     select * from {{ ref('int_ops_alerts_raised') }}
+
+),
+
+job_runs as (
+
+    select * from {{ ref('stg_ml_ops__job_runs') }}
 
 ),
 
@@ -372,6 +382,65 @@ accuracy_drops as (
 
 ),
 
+latest_job_starts as (
+
+    select distinct on (job_name)
+        job_name,
+        started_at,
+        interval_seconds
+    from job_runs
+    order by job_name asc, started_at desc
+
+),
+
+latest_job_results as (
+
+    select distinct on (job_name)
+        job_name,
+        finished_at,
+        run_status,
+        run_error
+    from job_runs
+    where finished_at is not null
+    order by job_name asc, finished_at desc
+
+),
+
+job_alerts as (
+
+    select
+        'job' as entity_type,
+        job_name as entity,
+        'job_failed' as metric,
+        'latest run' as alert_window,
+        1::double precision as observed_value,
+        0::double precision as threshold,
+        'error' as severity,
+        finished_at as since,
+        (finished_at at time zone 'UTC')::date as alert_date,
+        left(run_error, 200) as detail
+    from latest_job_results
+    where run_status = 'failed'
+
+    union all
+
+    select
+        'job' as entity_type,
+        job_name as entity,
+        'seconds_since_job_start' as metric,
+        {{ job_overdue_intervals }} || ' intervals' as alert_window,
+        extract(epoch from now() - started_at)::double precision as observed_value,
+        {{ job_overdue_intervals }} * interval_seconds::double precision as threshold,
+        'warn' as severity,
+        started_at + {{ job_overdue_intervals }} * interval_seconds * interval '1 second'
+            as since,
+        (now() at time zone 'UTC')::date as alert_date,
+        'interval ' || interval_seconds || ' s' as detail
+    from latest_job_starts
+    where now() - started_at > {{ job_overdue_intervals }} * interval_seconds * interval '1 second'
+
+),
+
 alerts as (
 
     select * from silent_services
@@ -391,6 +460,8 @@ alerts as (
     select * from accuracy_drops
     union all
     select * from ops_alerts
+    union all
+    select * from job_alerts
 
 ),
 

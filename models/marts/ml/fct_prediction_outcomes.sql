@@ -25,6 +25,12 @@
     pages per partition; a subquery would leave it guessing a third of each table and
     scanning it. The new_* imports read the raw tables directly for the same reason (a CTE
     used twice is materialized, and its scan cannot use an index).
+
+    `scoped` is read three times and declared `not materialized`: on a distributed warehouse
+    (docs/scale-out.md) a materialized CTE is gathered on the coordinator, the whole log at a
+    full refresh, where inlined it joins outcomes and feedback shard by shard on prediction_id
+    (docs/requirements.md#scale-out). model_id is carried so that marts per registered model
+    need not join the log again.
 #}
 {{
     config(
@@ -161,7 +167,7 @@ prediction_types as (
     ),
 {% endif %}
 
-scoped as (
+scoped as not materialized (
 
     select predictions.*
     from predictions
@@ -196,6 +202,7 @@ joined as (
         scoped.service_name,
         scoped.prediction_type,
         prediction_types.kind as prediction_kind,
+        scoped.model_id,
         scoped.model_version,
         scoped.predicted_value,
         scoped.confidence,
@@ -232,6 +239,7 @@ final as (
         service_name,
         prediction_type,
         prediction_kind,
+        model_id,
         model_version,
         predicted_value,
         confidence,

@@ -20,6 +20,7 @@
         ["0025", "roles_and_policies"],
         ["0030", "maintenance"],
         ["0040", "models_role"],
-        ["0041", "model_repository"]
+        ["0041", "model_repository"],
+        ["0060", "distribution_keys"]
     ]) }}
 {% endmacro %}

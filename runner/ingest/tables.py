@@ -551,6 +551,10 @@ OUTCOMES = TableSpec(
     id_column="outcome_id",
 )
 
+# The prediction_id of feedback about no prediction: the distribution column of a distributed
+# warehouse has a value in every row (migration 0060, docs/requirements.md#scale-out).
+NO_PREDICTION = uuid.UUID(int=0)
+
 FEEDBACK = TableSpec(
     "feedback",
     "ml_raw",
@@ -558,7 +562,7 @@ FEEDBACK = TableSpec(
     (
         _c("feedback_id", "uuid", default=uuid7),
         _c("created_at", "timestamp", default=_now),
-        _c("prediction_id", "uuid"),
+        _c("prediction_id", "uuid", default=_const(NO_PREDICTION)),
         _c("service_name", "name", required=True),
         _c("feedback_type", "feedback_type", required=True),
         _c("rating", "rating"),

@@ -101,11 +101,20 @@ outcomes as (
 
 ),
 
+{# prediction_key, the stored column, so that the join to predictions stays on one shard of a
+   distributed warehouse; the nil UUID is feedback about no prediction. #}
 feedback as (
 
-    select * from {{ ref('stg_ml_raw__feedback') }}
+    select
+        prediction_key as prediction_id,
+        feedback_id,
+        created_at,
+        feedback_type,
+        rating,
+        ingested_at
+    from {{ ref('stg_ml_raw__feedback') }}
     where
-        prediction_id is not null
+        prediction_key != '00000000-0000-0000-0000-000000000000'::uuid
         and created_at >= {{ window_start }}
 
 ),

@@ -480,10 +480,13 @@ class TableSpec:
         if self.id_registry is not None and self.id_column is not None:
             # an id seen before (in any partition) or twice in this batch is stored once
             ident = sql.Identifier(self.id_column)
+            # uncorrelated, so that a distributed registry (docs/requirements.md#scale-out)
+            # is read once for the batch's known ids; ids are never null, so NOT IN is NOT EXISTS
             conditions.append(
-                sql.SQL("not exists (select 1 from {}.{} as r where r.{} = s.{})").format(
-                    *map(sql.Identifier, self.id_registry), ident, ident
-                )
+                sql.SQL("s.{} not in (select r.{} from {}.{} as r where r.{} in (select {} from {}))").format(
+                    ident, ident, *map(sql.Identifier, self.id_registry), ident, ident,
+                    self.stage(copy_format),
+                )  # fmt: skip
             )
             distinct = sql.SQL("distinct on (s.{}) ").format(ident)
             order = sql.SQL(" order by s.{}").format(ident)

@@ -15,7 +15,7 @@ import math
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +228,31 @@ def test_the_log_and_the_fact_are_distributed_and_sized_over_their_shards(
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("ml_raw.ml_predictions ")]
     assert sum(int(r[-3]) for r in rows if r[-3].isdigit()) > ROWS // 2, out.stdout
 
+
+@pytest.mark.citus
+def test_partitions_and_retention_work_on_the_cluster(built: dict[str, Any]) -> None:
+    # traffic from 200 days ago lands in the default partitions: `partitions ensure` moves it
+    # into partitions of its own, and retention archives (predictions, outcomes) or drops them
+    env = built["env"]
+    old_end = (datetime.now(UTC) - timedelta(days=200)).replace(minute=0, second=0, microsecond=0)
+    _mlwh("generate", "--days", "2", "--rows", "400", "--seed", "3", "--end", old_end.isoformat(), env=env)
+    with db.connect(built["cluster"]) as conn:
+        old = conn.execute(
+            "select count(*) from ml_raw.ml_predictions where created_at < now() - interval '90 days'"
+        ).fetchone()
+    assert old and old[0] > 0
+    _mlwh("partitions", "ensure", env=env)
+    _mlwh("retention", "--apply", env=env)
+    with db.connect(built["cluster"]) as conn:
+        left = conn.execute(
+            "select count(*) from ml_raw.ml_predictions where created_at < now() - interval '90 days'"
+        ).fetchone()
+        archived = conn.execute(
+            "select count(*) from ml_archive.ml_predictions where created_at < now() - interval '90 days'"
+        ).fetchone()
+        local = conn.execute(
+            "select coalesce(sum(pg_relation_size(c.oid)), 0) from pg_class as c"
+            " where c.relnamespace in ('ml_raw'::regnamespace, 'ml_archive'::regnamespace)"
+            " and c.relkind = 'r' and c.relname ~ '^(ml_predictions|ml_prediction_outcomes)_p'"
+        ).fetchone()
+    assert (left, archived, local) == ((0,), old, (0,))

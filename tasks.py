@@ -2,8 +2,9 @@
 """Bootstrap and developer tasks, needing nothing but Python 3.11+ and a package index.
 
 python3 tasks.py demo    install into .venv, then run `mlwh demo`
-python3 tasks.py test    install into .venv (with dev tools), lint, run every test and the
-                         tests marked `external` against a PostgreSQL 15 server
+python3 tasks.py test    install into .venv (with dev tools), lint, run every test, the
+                         tests marked `external` against a PostgreSQL 15 server and, given
+                         MLWH_CITUS_SOURCE, those marked `citus` on a Citus cluster
 python3 tasks.py lint    ruff, sqlfluff and squawk only
 
 `test` runs its steps side by side, each timed: the suite in two pytest-xdist workers (whole
@@ -136,6 +137,29 @@ def run_postgres_15_tests(output: list[str] | None = None) -> int:
     )
 
 
+def run_citus_tests(output: list[str] | None = None) -> int:
+    """The tests marked `citus`: the warehouse on a Citus coordinator and two workers, built
+    from the source tarball MLWH_CITUS_SOURCE names, against a single node
+    (docs/requirements.md#scale-out). Without the variable the step says why it is skipped."""
+    source = os.environ.get("MLWH_CITUS_SOURCE")
+    if not source:
+        print("SKIPPED Citus tests: MLWH_CITUS_SOURCE names no Citus source tarball", flush=True)
+        return 0
+    code = run(
+        BIN / "python",
+        "-m",
+        "pytest",
+        "-m",
+        "citus",
+        "-s",
+        "pytests/test_citus.py",
+        f"--basetemp={basetemp('citus')}",
+        check=False,
+        output=output,
+    )
+    return code
+
+
 def basetemp(step: str) -> Path:
     """A pytest base directory of this checkout's own, one per step.
 
@@ -181,7 +205,11 @@ def test(rest: list[str]) -> int:
     if rest:  # a selection (`test -k foundation`) runs only what it names
         code = lint_sql()
         return code or run(BIN / "python", "-m", "pytest", *rest, check=False)
-    beside = [Step("sqlfluff", lint_sql), Step("PostgreSQL 15 tests", run_postgres_15_tests)]
+    beside = [
+        Step("sqlfluff", lint_sql),
+        Step("PostgreSQL 15 tests", run_postgres_15_tests),
+        Step("Citus tests", run_citus_tests),
+    ]
     for step in beside:
         step.start()
     suite = time.monotonic()
@@ -198,6 +226,9 @@ def test(rest: list[str]) -> int:
         "loadfile",
         "--no-loadscope-reorder",
         "--durations=20",
+        # the Citus step runs those (run_citus_tests)
+        "-m",
+        "not citus",
         f"--basetemp={basetemp('suite')}",
         check=False,
     )

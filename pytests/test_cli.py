@@ -39,6 +39,7 @@ README_COMMANDS: dict[str, list[Run] | str] = {
     "mlwh backup": "test_migrations.py::test_backup_writes_a_restorable_dump",
     "mlwh partitions": "test_partitions.py::test_cli_lists_and_ensures",
     "mlwh retention": "test_retention.py::test_cli_is_a_dry_run_unless_apply",
+    "mlwh distribute": "test_citus.py::test_distribute_refuses_without_citus",
     "mlwh ingest": [
         (["ingest", "{tmp}/missing.jsonl"], 2),
         (["ingest", "{tmp}/one_bad_line.jsonl", "--quiet"], 1),

@@ -78,18 +78,60 @@ def apply_retention(
     )
 
 
+# On a Citus coordinator a partition whose rows live in shards is measured over them: its
+# shards' sizes (citus_shards) and their planner estimates of rows, read on every node at once
+# (docs/requirements.md#scale-out). On a single node this is empty.
+CITUS_MEASURED = """
+    shard_rows as (
+        select each.key as shard_name, each.value::bigint as estimated_rows
+        from run_command_on_all_nodes($$
+            select coalesce(json_object_agg(
+                c.relnamespace::regnamespace::text || '.' || c.relname,
+                greatest(c.reltuples, 0)::bigint
+            ), '{}')
+            from pg_class as c
+            where c.relkind = 'r' and c.relname ~ '_[0-9]+$'
+                and c.relnamespace in ('ml_raw'::regnamespace, 'ml_archive'::regnamespace)
+        $$) as node
+        cross join lateral json_each_text(node.result::json) as each
+        where node.success
+    ),
+    shards as (
+        select distinct on (s.shardid) s.table_name, s.shard_name, s.shard_size
+        from citus_shards as s
+        order by s.shardid
+    ),
+    measured as (
+        select
+            shards.table_name::oid as relid,
+            coalesce(sum(shard_rows.estimated_rows), 0)::bigint as estimated_rows,
+            sum(shards.shard_size)::bigint as size_bytes
+        from shards
+        left join shard_rows on shards.shard_name = shard_rows.shard_name
+        group by shards.table_name
+    )
+"""
+SINGLE_NODE_MEASURED = """
+    measured as (
+        select null::oid as relid, null::bigint as estimated_rows, null::bigint as size_bytes
+        where false
+    )
+"""
 LIST_SQL = """
+    with {measured}
     select
         parent.relnamespace::regnamespace::text || '.' || parent.relname as parent_table,
         child.relname as partition_name,
         bounds.b[1]::timestamptz as lower_bound,
         bounds.b[2]::timestamptz as upper_bound,
-        greatest(child.reltuples, 0)::bigint as estimated_rows,
-        pg_total_relation_size(child.oid) as size_bytes
+        coalesce(measured.estimated_rows, greatest(child.reltuples, 0))::bigint
+            as estimated_rows,
+        coalesce(measured.size_bytes, pg_total_relation_size(child.oid)) as size_bytes
     from pg_partitioned_table as pt
     inner join pg_class as parent on pt.partrelid = parent.oid
     inner join pg_inherits as inh on inh.inhparent = parent.oid
     inner join pg_class as child on inh.inhrelid = child.oid
+    left join measured on child.oid = measured.relid
     cross join lateral (
         select regexp_match(
             pg_get_expr(child.relpartbound, child.oid),
@@ -103,11 +145,16 @@ LIST_SQL = """
 
 def list_partitions(info: db.ConnInfo) -> list[Partition]:
     """Every partition of the ml_raw landing tables and of their ml_archive parents (what
-    retention archived), with its bounds, estimated rows and size."""
+    retention archived), with its bounds, estimated rows and size (over its shards on a
+    Citus coordinator)."""
     with db.connect(info) as conn:
         _require_migrated(conn)
+        citus = conn.execute(
+            "select exists (select 1 from pg_extension where extname = 'citus')"
+        ).fetchone()
+        measured = CITUS_MEASURED if citus and citus[0] else SINGLE_NODE_MEASURED
         with conn.cursor(row_factory=class_row(Partition)) as cur:
-            return cur.execute(LIST_SQL).fetchall()
+            return cur.execute(LIST_SQL.replace("{measured}", measured)).fetchall()  # type: ignore[arg-type]
 
 
 def _run_macro(

@@ -21,27 +21,27 @@
     {%- endif -%}
     {%- set margin = "interval '1 minute' * "
         ~ (var('ingest_watermark_margin_minutes', 60) | int) -%}
+    {#- the watermark first, as a literal: a subquery over a distributed source correlated with
+        it is refused on a Citus coordinator (docs/requirements.md#scale-out) -#}
+    {%- set watermark_query -%}
+        select (max(last_ingested_at) - {{ margin }})::text from {{ this }}
+    {%- endset -%}
+    {%- set watermark = run_query(watermark_query).columns[0].values()[0] -%}
+    {%- if watermark is none -%}
+        {{ return("date '-infinity'") }}
+    {%- endif -%}
+    {%- set ingested_after = "'" ~ watermark ~ "'::timestamptz" -%}
     {%- set query -%}
-        with watermark as (
-            select max(last_ingested_at) - {{ margin }} as ingested_after from {{ this }}
-        )
-        select
-            case
-                when watermark.ingested_after is null then date '-infinity'
-                else coalesce(least(
-                    (
-                        select min({{ adapter.quote(source_date_column) }}) from {{ source }}
-                        where {{ adapter.quote(source_ingested_column) }}
-                        >= watermark.ingested_after
-                    ),
-                    {% if pending_lookback -%}
-                        ((watermark.ingested_after - {{ label_lookback_interval() }})
-                        at time zone 'UTC')::date,
-                    {%- endif %}
-                    null
-                ), date 'infinity')
-            end::text
-        from watermark
+        select coalesce(least(
+            (
+                select min({{ adapter.quote(source_date_column) }}) from {{ source }}
+                where {{ adapter.quote(source_ingested_column) }} >= {{ ingested_after }}
+            ),
+            {% if pending_lookback -%}
+                (({{ ingested_after }} - {{ label_lookback_interval() }}) at time zone 'UTC')::date,
+            {%- endif %}
+            null
+        ), date 'infinity')::text
     {%- endset -%}
     {%- set first_day = run_query(query).columns[0].values()[0] -%}
     {{ return("date '" ~ first_day ~ "'") }}

@@ -21,6 +21,8 @@
         ["0030", "maintenance"],
         ["0040", "models_role"],
         ["0041", "model_repository"],
-        ["0050", "serve"]
+        ["0050", "serve"],
+        ["0060", "distribution_keys"],
+        ["0061", "register_per_row"]
     ]) }}
 {% endmacro %}

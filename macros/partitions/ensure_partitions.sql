@@ -62,10 +62,16 @@
     {% set column = adapter.quote(spec.column) %}
     {% set plan_sql = ml_warehouse.partition_plan_sql(spec) %}
 
+    {% set citus = ml_warehouse.citus_present() %}
     {% set statements = [
         'begin',
         "set local lock_timeout = '" ~ lock_timeout ~ "'",
     ] %}
+    {% if citus %}
+        {# a partition of a table with a foreign key to a reference table (ml_predictions to
+           ml_models) is distributed over one connection per worker #}
+        {% do statements.append("set local citus.multi_shard_modify_mode = 'sequential'") %}
+    {% endif %}
     {% if not dry_run %}
         {# serialises concurrent upkeep of this table, and is the lock ATTACH needs anyway #}
         {% do statements.append('lock table ' ~ parent ~ ' in share update exclusive mode') %}
@@ -82,24 +88,38 @@
         {% set moved = row['default_rows'] | int %}
         {% if not dry_run %}
             {% set bounds_check = adapter.quote(row['partition_name'] ~ '_bounds') %}
-            {% set create_sql %}
-                create table {{ partition }}
-                    (like {{ parent }} including defaults including constraints);
-                alter table {{ partition }} add constraint {{ bounds_check }}
-                    check ({{ column }} >= {{ lower }} and {{ column }} < {{ upper }});
-                {% if moved > 0 %}
+            {# one statement per call: Citus sends a DDL statement's text to the workers as
+               it came, so a text of several statements would run them all there #}
+            {% do run_query(
+                'create table ' ~ partition ~ ' (like ' ~ parent
+                ~ ' including defaults including constraints)') %}
+            {% do run_query(
+                'alter table ' ~ partition ~ ' add constraint ' ~ bounds_check ~ ' check ('
+                ~ column ~ ' >= ' ~ lower ~ ' and ' ~ column ~ ' < ' ~ upper ~ ')') %}
+            {% if moved > 0 %}
+                {% set move_sql %}
                     with moved as (
                         delete from {{ default }}
                         where {{ column }} >= {{ lower }} and {{ column }} < {{ upper }}
                         returning *
                     )
-                    insert into {{ partition }} select * from moved;
-                {% endif %}
-                alter table {{ parent }} attach partition {{ partition }}
-                    for values from ({{ lower }}) to ({{ upper }});
-                alter table {{ partition }} drop constraint {{ bounds_check }};
-            {% endset %}
-            {% do run_query(create_sql) %}
+                    insert into {{ partition }} select * from moved
+                {% endset %}
+                {% do run_query(move_sql) %}
+            {% endif %}
+            {% do run_query(
+                'alter table ' ~ parent ~ ' attach partition ' ~ partition
+                ~ ' for values from (' ~ lower ~ ') to (' ~ upper ~ ')') %}
+            {% if citus and moved > 0 and ml_warehouse.citus_distributed(spec.relation) %}
+                {# attaching distributed the partition and copied its rows to the shards; the
+                   coordinator's own copy would stay, unseen and on disk #}
+                {% do run_query(
+                    "select truncate_local_data_after_distributing_table("
+                    ~ ml_warehouse.sql_literal(spec.schema ~ '.' ~ row['partition_name'])
+                    ~ "::regclass)") %}
+            {% endif %}
+            {% do run_query(
+                'alter table ' ~ partition ~ ' drop constraint ' ~ bounds_check) %}
         {% endif %}
         {% do ml_warehouse.log_partition_action(
             run_id, 'ensure', dry_run, spec.relation, row['partition_name'], 'create',
@@ -115,7 +135,9 @@
 
 {#
     The partitions one table lacks (see ensure_partitions): one row each, with its bounds and
-    the rows of the default partition that belong in it.
+    the rows of the default partition that belong in it, counted in one grouped read of the
+    default partition (a subquery per period would be correlated, which a distributed
+    warehouse refuses, docs/requirements.md#scale-out).
     Parameters: spec (one item of partitioned_sources()).
     Returns: the SQL of a query (partition_name, lower_bound, upper_bound, default_rows).
 #}
@@ -125,7 +147,15 @@
     {% set step = "interval '1 " ~ spec.interval ~ "'" %}
     {% set suffix_format = 'YYYYMMDD' if spec.interval == 'day' else 'YYYYMM' %}
     {% set plan_sql %}
-        with wanted as (
+        with default_periods as (
+            select
+                date_trunc('{{ spec.interval }}', {{ column }} at time zone 'UTC') as lower_utc,
+                count(*) as default_rows
+            from {{ default }}
+            group by 1
+        ),
+
+        wanted as (
             select
                 generate_series(
                     date_trunc('{{ spec.interval }}', now() at time zone 'UTC'),
@@ -134,12 +164,12 @@
                     {{ step }}
                 ) as lower_utc
             union
-            select distinct date_trunc('{{ spec.interval }}', {{ column }} at time zone 'UTC')
-            from {{ default }}
+            select lower_utc from default_periods
         ),
 
         planned as (
             select
+                lower_utc,
                 lower_utc at time zone 'UTC' as lower_bound,
                 (lower_utc + {{ step }}) at time zone 'UTC' as upper_bound,
                 '{{ spec.table }}_p' || to_char(lower_utc, '{{ suffix_format }}')
@@ -153,14 +183,9 @@
                 as lower_bound,
             to_char(planned.upper_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                 as upper_bound,
-            (
-                select count(*)
-                from {{ default }} as d
-                where
-                    d.{{ column }} >= planned.lower_bound
-                    and d.{{ column }} < planned.upper_bound
-            ) as default_rows
+            coalesce(default_periods.default_rows, 0) as default_rows
         from planned
+        left join default_periods on planned.lower_utc = default_periods.lower_utc
         where to_regclass(
             quote_ident('{{ spec.schema }}') || '.' || quote_ident(planned.partition_name)
         ) is null

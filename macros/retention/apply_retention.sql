@@ -142,13 +142,14 @@
                 {% do run_query('drop table ' ~ partition) %}
             {% elif action == 'archive' %}
                 {% set bounds_check = adapter.quote(row['partition_name'] ~ '_archive_bounds') %}
-                {% set archive_sql %}
-                    alter table {{ partition }} set schema ml_archive;
-                    alter table {{ archive_parent }} attach partition {{ archived }}
-                        for values from ({{ lower }}) to ({{ upper }});
-                    alter table {{ archived }} drop constraint if exists {{ bounds_check }};
-                {% endset %}
-                {% do run_query(archive_sql) %}
+                {# one statement per call: on a distributed warehouse Citus sends a DDL
+                   statement's text to the workers as it came (docs/requirements.md#scale-out) #}
+                {% do run_query('alter table ' ~ partition ~ ' set schema ml_archive') %}
+                {% do run_query(
+                    'alter table ' ~ archive_parent ~ ' attach partition ' ~ archived
+                    ~ ' for values from (' ~ lower ~ ') to (' ~ upper ~ ')') %}
+                {% do run_query(
+                    'alter table ' ~ archived ~ ' drop constraint if exists ' ~ bounds_check) %}
             {% else %}
                 {% set summary = run_query(
                     ml_warehouse.retention_aggregate_sql(spec, partition)) %}
@@ -206,19 +207,21 @@
     {% set bounds_check = adapter.quote(row['partition_name'] ~ '_archive_bounds') %}
     {% set column = adapter.quote(spec.column) %}
     {% set add_sql %}
-        {{ begin }};
         alter table {{ partition }}
-            drop constraint if exists {{ bounds_check }},
             add constraint {{ bounds_check }} check (
                 {{ column }} >= '{{ row['lower_bound'] }}'::timestamptz
                 and {{ column }} < '{{ row['upper_bound'] }}'::timestamptz
-            ) not valid;
-        commit;
-        {{ begin }};
-        alter table {{ partition }} validate constraint {{ bounds_check }};
-        commit
+            ) not valid
     {% endset %}
+    {# one DDL statement per call and one subcommand per ALTER, as in apply_retention_to:
+       Citus refuses ADD CONSTRAINT beside another subcommand #}
+    {% do run_query(begin) %}
+    {% do run_query('alter table ' ~ partition ~ ' drop constraint if exists ' ~ bounds_check) %}
     {% do run_query(add_sql) %}
+    {% do run_query('commit') %}
+    {% do run_query(begin) %}
+    {% do run_query('alter table ' ~ partition ~ ' validate constraint ' ~ bounds_check) %}
+    {% do run_query('commit') %}
 {% endmacro %}
 
 

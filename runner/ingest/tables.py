@@ -487,10 +487,13 @@ class TableSpec:
         if self.id_registry is not None and self.id_column is not None:
             # an id seen before (in any partition) or twice in this batch is stored once
             ident = sql.Identifier(self.id_column)
+            # uncorrelated, so that a distributed registry (docs/requirements.md#scale-out)
+            # is read once for the batch's known ids; ids are never null, so NOT IN is NOT EXISTS
             conditions.append(
-                sql.SQL("not exists (select 1 from {}.{} as r where r.{} = s.{})").format(
-                    *map(sql.Identifier, self.id_registry), ident, ident
-                )
+                sql.SQL("s.{} not in (select r.{} from {}.{} as r where r.{} in (select {} from {}))").format(
+                    ident, ident, *map(sql.Identifier, self.id_registry), ident, ident,
+                    self.stage(copy_format),
+                )  # fmt: skip
             )
             distinct = sql.SQL("distinct on (s.{}) ").format(ident)
             order = sql.SQL(" order by s.{}").format(ident)
@@ -571,6 +574,10 @@ OUTCOMES = TableSpec(
     id_column="outcome_id",
 )
 
+# The prediction_id of feedback about no prediction: the distribution column of a distributed
+# warehouse has a value in every row (migration 0060, docs/requirements.md#scale-out).
+NO_PREDICTION = uuid.UUID(int=0)
+
 FEEDBACK = TableSpec(
     "feedback",
     "ml_raw",
@@ -578,7 +585,7 @@ FEEDBACK = TableSpec(
     (
         _c("feedback_id", "uuid", default=uuid7),
         _c("created_at", "timestamp", default=_now),
-        _c("prediction_id", "uuid"),
+        _c("prediction_id", "uuid", default=_const(NO_PREDICTION)),
         _c("service_name", "name", required=True),
         _c("feedback_type", "feedback_type", required=True),
         _c("rating", "rating"),

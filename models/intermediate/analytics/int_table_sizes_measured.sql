@@ -1,7 +1,9 @@
 {#
     The monitoring guide's "database size" query (docs/requirements.md#alert-database-size)
     for the warehouse schemas: every table with its total
-    size (partitions rolled up into their parent), measured when it runs. Ephemeral: measured
+    size (partitions rolled up into their parent), measured when it runs. On a Citus
+    coordinator a table whose rows live in shards is measured over its shards
+    (citus_relation_sizes, docs/requirements.md#scale-out). Ephemeral: measured
     once into mart_table_size_history and once, live, into mart_table_sizes.
 #}
 {{ config(materialized='ephemeral') }}
@@ -26,6 +28,12 @@ relations as (
 
 ),
 
+citus_sizes as (
+
+    {{ citus_relation_sizes() }}
+
+),
+
 sized as (
 
     select
@@ -40,12 +48,17 @@ sized as (
         case
             when relations.relkind = 'p'
                 then (
-                    select coalesce(sum(pg_total_relation_size(tree.relid)), 0)
+                    select
+                        coalesce(sum(
+                            coalesce(leaf_sizes.size_bytes, pg_total_relation_size(tree.relid))
+                        ), 0)
                     from pg_partition_tree(relations.relation_oid) as tree
+                    left join citus_sizes as leaf_sizes on tree.relid = leaf_sizes.relation_oid
                 )
-            else pg_total_relation_size(relations.relation_oid)
+            else coalesce(citus_sizes.size_bytes, pg_total_relation_size(relations.relation_oid))
         end::bigint as size_bytes
     from relations
+    left join citus_sizes on relations.relation_oid = citus_sizes.relation_oid
 
 ),
 

@@ -3,8 +3,10 @@
     offline evaluation, the registry's own training metrics (the latest value of each metric
     the model repository recorded, docs/requirements.md#model-registry-marts) and online
     performance: one row per registered model version. Online
-    figures come from fct_prediction_outcomes (predictions whose model_id, from the staged log,
-    is this model), over the 30 days before the newest prediction.
+    figures come from fct_prediction_outcomes (predictions whose model_id is this model), over
+    the 30 days before the newest prediction; the fact carries model_id, so the log is not read
+    again (on a distributed warehouse that join gathered it on the coordinator,
+    docs/requirements.md#scale-out).
 
     The champion of a model_name is the version the registry's champion alias points at. Without
     that alias, among its active deployed versions: the one the registry names (metadata role
@@ -38,12 +40,6 @@ evaluations as (
 outcomes as (
 
     select * from {{ ref('fct_prediction_outcomes') }}
-
-),
-
-predictions as (
-
-    select * from {{ ref('stg_ml_raw__predictions') }}
 
 ),
 
@@ -92,9 +88,8 @@ latest_evaluation as (
 
 online as (
 
-    {# The fact table carries model_version only; model_id comes from the staged log. #}
     select
-        predictions.model_id,
+        outcomes.model_id,
         count(*)::bigint as online_prediction_count,
         count(*) filter (where outcomes.label_status = 'labeled')::bigint
             as online_labeled_count,
@@ -103,18 +98,11 @@ online as (
             as online_mae,
         max(outcomes.created_at) as last_prediction_at
     from outcomes
-    inner join predictions
-        on
-            outcomes.prediction_id = predictions.prediction_id
-            and outcomes.created_at = predictions.created_at
     where
-        predictions.model_id is not null
+        outcomes.model_id is not null
         and outcomes.created_at > (select max(reference.created_at) from outcomes as reference)
         - interval '30 days'
-        and predictions.created_at > (
-            select max(reference.created_at) from outcomes as reference
-        ) - interval '30 days'
-    group by predictions.model_id
+    group by outcomes.model_id
 
 ),
 

@@ -25,6 +25,12 @@
     pages per partition; a subquery would leave it guessing a third of each table and
     scanning it. The new_* imports read the raw tables directly for the same reason (a CTE
     used twice is materialized, and its scan cannot use an index).
+
+    `scoped` is read three times and declared `not materialized`: on a distributed warehouse
+    (docs/scale-out.md) a materialized CTE is gathered on the coordinator, the whole log at a
+    full refresh, where inlined it joins outcomes and feedback shard by shard on prediction_id
+    (docs/requirements.md#scale-out). model_id is carried so that marts per registered model
+    need not join the log again.
 #}
 {{
     config(
@@ -95,11 +101,20 @@ outcomes as (
 
 ),
 
+{# prediction_key, the stored column, so that the join to predictions stays on one shard of a
+   distributed warehouse; the nil UUID is feedback about no prediction. #}
 feedback as (
 
-    select * from {{ ref('stg_ml_raw__feedback') }}
+    select
+        prediction_key as prediction_id,
+        feedback_id,
+        created_at,
+        feedback_type,
+        rating,
+        ingested_at
+    from {{ ref('stg_ml_raw__feedback') }}
     where
-        prediction_id is not null
+        prediction_key != '00000000-0000-0000-0000-000000000000'::uuid
         and created_at >= {{ window_start }}
 
 ),
@@ -161,7 +176,7 @@ prediction_types as (
     ),
 {% endif %}
 
-scoped as (
+scoped as not materialized (
 
     select predictions.*
     from predictions
@@ -196,6 +211,7 @@ joined as (
         scoped.service_name,
         scoped.prediction_type,
         prediction_types.kind as prediction_kind,
+        scoped.model_id,
         scoped.model_version,
         scoped.predicted_value,
         scoped.confidence,
@@ -232,6 +248,7 @@ final as (
         service_name,
         prediction_type,
         prediction_kind,
+        model_id,
         model_version,
         predicted_value,
         confidence,

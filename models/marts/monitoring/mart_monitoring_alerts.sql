@@ -164,13 +164,13 @@ database_size as (
         current_database()::text as entity,
         'database_size_bytes' as metric,
         'now' as alert_window,
-        pg_database_size(current_database())::double precision as observed_value,
+        {{ warehouse_database_size() }}::double precision as observed_value,
         {{ database_max_bytes }}::double precision as threshold,
         'warn' as severity,
         now() as since,
         (now() at time zone 'UTC')::date as alert_date,
         null::text as detail
-    where pg_database_size(current_database()) > {{ database_max_bytes }}
+    where {{ warehouse_database_size() }} > {{ database_max_bytes }}
 
 ),
 

@@ -251,8 +251,13 @@ def test_snake_case_types_are_mapped_or_refused_saying_what_to_send(
             writer.write_prediction(**{**ROW, "prediction_type": "code_smell"})
         assert writer.flush(timeout=60)
     assert str(refused.value) == (
-        "prediction_type: 'code_smell' is not a type of code-roach: types are kebab-case and "
-        "'code-smell' is not registered for code-roach; send one of bug-likelihood, code-quality"
+        "prediction_type: 'code_smell' is not a type of code-roach: types are kebab-case, and "
+        "code-roach/code-smell is not registered in ml_ref.prediction_types; send one of "
+        "bug-likelihood, code-quality"
     )
+    # kept as a dead letter whose reason the alerts read (stg_ml_ops__dead_letters)
+    assert rows(warehouse, "select substring(reason from '([a-z0-9-]+/[a-z0-9-]+) is not"
+                " (?:registered )?in ml_ref\\.prediction_types') from ml_ops.dead_letters"
+                " where reason like %s", "%code_smell%") == [("code-roach/code-smell",)]
     assert rows(warehouse, "select prediction_type from ml_raw.ml_predictions"
                 " where prediction_id = %s", pid) == [("bug-likelihood",)]

@@ -427,10 +427,12 @@ class Writer:
             if known
             else f"{service} has no registered type (add one to seeds/prediction_types.csv)"
         )
+        # "<service>/<type> is not registered in ml_ref.prediction_types", as the other refusals
+        # say: mart_monitoring_alerts raises unregistered_prediction_type from it
         raise InvalidRow(
             "prediction_type",
-            f"{kind!r} is not a type of {service}: types are kebab-case and {kebab!r} is not "
-            f"registered for {service}; {send}",
+            f"{kind!r} is not a type of {service}: types are kebab-case, and {service}/{kebab} "
+            f"is not registered in ml_ref.prediction_types; {send}",
         )
 
     def put_validated(

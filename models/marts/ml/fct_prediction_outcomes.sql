@@ -27,10 +27,10 @@
     used twice is materialized, and its scan cannot use an index).
 
     `scoped` is read three times and declared `not materialized`: on a distributed warehouse
-    (docs/scale-out.md) a materialized CTE is gathered on the coordinator, the whole log at a
-    full refresh, where inlined it joins outcomes and feedback shard by shard on prediction_id
-    (docs/requirements.md#scale-out). model_id is carried so that marts per registered model
-    need not join the log again.
+    a materialized CTE is gathered on the coordinator, the whole log at a full refresh
+    (docs/requirements.md#scale-out; docs/scale-out.md says what still keeps this query from
+    running on the workers). model_id is carried so that marts per registered model need not
+    join the log again.
 #}
 {{
     config(

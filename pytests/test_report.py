@@ -32,6 +32,9 @@ EXPECTED_CHARTS = {
     "calibration",
     "psi",
     "label_coverage",
+    # runner/demo/report_features.py
+    "feature_psi",
+    "estimated_accuracy",
 }
 
 # what the report reads: the daily marts, the alerts and the thresholds they applied

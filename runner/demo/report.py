@@ -467,6 +467,10 @@ def build_report(info: db.ConnInfo) -> tuple[str, list[Chart], list[dict[str, An
         charts = [_volume(conn), _recent_hours(conn), *_performance(conn), _calibration(conn),
                   _drift(conn, thresholds), _coverage(conn)]
         alerts, source = _alerts(conn), ALERTS
+        # features, segments, estimated performance; imported here: it draws with line_chart
+        from runner.demo.report_features import feature_sections
+
+        feature_html = "".join(feature_sections(conn))
         span = conn.execute(
             "select min(metric_date), max(metric_date), sum(prediction_count)"
             " from ml_marts.mart_prediction_volume_daily"
@@ -478,7 +482,7 @@ def build_report(info: db.ConnInfo) -> tuple[str, list[Chart], list[dict[str, An
         f"<h2>{html.escape(c.title)}</h2><p class=\"note\">{html.escape(c.note)}</p>"
         f"{c.svg}</section>"
         for c in charts
-    )
+    ) + feature_html
     page = (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"

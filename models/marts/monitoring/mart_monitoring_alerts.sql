@@ -24,6 +24,7 @@
     - accuracy drop: a model version's accuracy on its newest day of the last week (with at
       least alert_accuracy_min_labeled labeled predictions) more than alert_accuracy_drop_ratio
       below its baseline, its accuracy over its first drift_baseline_days days (warn);
+    - feature drift, the worst segment and estimated performance: mart_feature_alerts;
     - the operations alerts of int_ops_alerts_raised: writer queue and write latency,
       maintenance findings and runs, learning-event lag, data-quality score, resource use and
       query slowdowns.
@@ -102,6 +103,13 @@ performance_daily as (
 ops_alerts as (
 
     select * from {{ ref('int_ops_alerts_raised') }}
+
+),
+
+{# feature drift, worst segments, estimated performance (docs/requirements.md#alert-features) #}
+feature_alerts as (
+
+    select * from {{ ref('mart_feature_alerts') }}
 
 ),
 
@@ -391,6 +399,8 @@ alerts as (
     select * from accuracy_drops
     union all
     select * from ops_alerts
+    union all
+    select * from feature_alerts
 
 ),
 

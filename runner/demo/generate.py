@@ -46,12 +46,13 @@ NEVER_LABELED_SHARE = 0.10
 # Noise of the champion (v1.4) and challenger (v2.0) models around the truth.
 CHAMPION_SD, CHALLENGER_SD = 0.07, 0.045
 FEEDBACK_SHARE = 0.05
-# Context features and segments (seeds/prediction_features.csv, docs/requirements.md#declared-
-# features), drawn from a generator of their own so that the rest of the traffic stays what it
-# was. Two stories: one input drifts (FEATURE_DRIFT_SERVICE's input_size grows
+# Context features and segments (seeds/prediction_features.csv,
+# docs/requirements.md#declared-features), drawn from a generator of their own so that the rest
+# of the traffic stays what it was. Two stories: one input drifts (FEATURE_DRIFT_SERVICE's input_size grows
 # FEATURE_DRIFT_FACTOR times from its day on, the last fifth of the period) and the model fails
 # on one segment (FAILING_SEGMENT: its predictions there are noise).
-FEATURE_DRIFT_SERVICE, FEATURE_DRIFT_FEATURE, FEATURE_DRIFT_FACTOR = "code-roach", "input_size", 2.5
+FEATURE_DRIFT_SERVICE, FEATURE_DRIFT_FEATURE = "code-roach", "input_size"
+FEATURE_DRIFT_FACTOR = 2.5
 FAILING_SEGMENT = ("game-app", "region", "latam")
 CLIENTS = ("web", "mobile", "api")
 CLIENT_SHARES = (0.55, 0.35, 0.10)

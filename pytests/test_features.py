@@ -58,6 +58,16 @@ VARS = {
     "segment_max_values": SEGMENT_MAX_VALUES,
     "alert_segment_min_labeled": 10,
 }
+# first-mate's roll-success is measured against a pinned reference (days 14 .. 10 before now),
+# which the replayed day 12 days back lands in: every one of its days changes with it
+PINNED, PINNED_DAYS_BACK = ("first-mate", "roll-success"), (14, 10)
+
+
+def dbt_vars(now: datetime, **extra: Any) -> list[str]:
+    start, end = ((now - timedelta(days=d)).date().isoformat() for d in PINNED_DAYS_BACK)
+    pinned = {"service_name": PINNED[0], "prediction_type": PINNED[1], "start_date": start,
+              "end_date": end}
+    return ["--vars", json.dumps({**VARS, "drift_baseline": [pinned], **extra})]
 SELECT = [
     "--select", "path:seeds", "+path:models/marts/features", "dim_alert_thresholds",
     "--exclude", "path:tests", "ml_predictions_service_recency", "ml_predictions_volume_anomaly",
@@ -204,20 +214,19 @@ def built(module_db: db.ConnInfo, dbt: Dbt) -> dict[str, Any]:
     incremental = varied_dbt(module_db, dbt, "features-incremental")
     with db.connect(module_db, autocommit=True) as conn:
         load(conn, rows, None, boundaries[0])
-        first = build.invoke(["build", *SELECT, "--vars", json.dumps(VARS)])
+        first = build.invoke(["build", *SELECT, *dbt_vars(now)])
         assert first.ok, failures(first)
         for start, end in zip(boundaries, boundaries[1:], strict=False):
             load(conn, rows, start, end)
-            step = incremental.invoke([
-                "run", *SELECT,
-                "--vars", json.dumps({**VARS, "ingest_watermark_margin_minutes": 0}),
-            ])  # fmt: skip
+            step = incremental.invoke(
+                ["run", *SELECT, *dbt_vars(now, ingest_watermark_margin_minutes=0)]
+            )
             assert step.ok, failures(step)
         for table, (schema, _) in INCREMENTAL.items():
             conn.execute(sql.SQL("create table {} as select * from {}").format(
                 sql.Identifier("public", "incremental_" + table), sql.Identifier(schema, table)
             ))
-        full = build.invoke(["build", *SELECT, "--vars", json.dumps(VARS), "--full-refresh"])
+        full = build.invoke(["build", *SELECT, *dbt_vars(now), "--full-refresh"])
         assert full.ok, failures(full)
     return {"now": now, "manifest": manifest}
 
@@ -312,12 +321,25 @@ def test_feature_drift_equals_numpy_and_scipy(built: dict[str, Any], mconn) -> N
             values.setdefault(key, [])
             if value is not None:
                 values[key].append(value)
-    checked = {"numeric": 0, "categorical": 0, "new": 0, "vanished": 0, "missing": 0}
+    checked = {"numeric": 0, "categorical": 0, "new": 0, "vanished": 0, "missing": 0,
+               "pinned": 0}
+    pinned_start, pinned_end = (
+        (built["now"] - timedelta(days=d)).date() for d in PINNED_DAYS_BACK
+    )
     bad = []
     for row in got.to_dict("records"):
         key = (row["drift_date"], row["service_name"], row["prediction_type"],
                row["feature_name"])
-        window = [(key[0] - timedelta(days=k),) + key[1:] for k in range(1, REFERENCE_DAYS + 1)]
+        is_pinned = key[1:3] == PINNED
+        days = (
+            [pinned_start + timedelta(days=k) for k in range((pinned_end - pinned_start).days + 1)]
+            if is_pinned else [key[0] - timedelta(days=k) for k in range(1, REFERENCE_DAYS + 1)]
+        )
+        window = [(day,) + key[1:] for day in days]
+        in_reference = is_pinned and pinned_start <= key[0] <= pinned_end
+        checked["pinned"] += is_pinned and not in_reference
+        assert row["reference_kind"] == ("pinned" if is_pinned else "rolling")
+        assert row["reference_start_date"] == days[-1 if not is_pinned else 0]
         reference = [v for w in window for v in values.get(w, [])]
         reference_predictions = sum(counts.get(w, 0) for w in window)
         current = values[key]
@@ -350,6 +372,10 @@ def test_feature_drift_equals_numpy_and_scipy(built: dict[str, Any], mconn) -> N
             checked["new"] += want["new_category_count"] > 0
             checked["vanished"] += want["vanished_category_count"] > 0
         checked["missing"] += 0 < want["missing_share"] < 1
+        if in_reference:  # the reference's own days are compared with nothing
+            want.update(dict.fromkeys(
+                ["psi", "js_distance", "ks_statistic", "new_category_count",
+                 "vanished_category_count", "reference_missing_share"]))
         for column, value in want.items():
             actual = _none(row[column])
             if not close(actual, value):
@@ -358,6 +384,7 @@ def test_feature_drift_equals_numpy_and_scipy(built: dict[str, Any], mconn) -> N
     # the data holds what the acceptance asks for
     assert checked["numeric"] > 50 and checked["categorical"] > 50, checked
     assert checked["new"] and checked["vanished"] and checked["missing"] > 50, checked
+    assert checked["pinned"] > 20, checked
 
 
 def test_planted_feature_drift_is_found_and_alerted(built: dict[str, Any], mconn) -> None:

@@ -16,7 +16,9 @@ groupby for segments, scikit-learn with sample weights for CBPE (each prediction
 as a positive with weight p and once as a negative with weight 1 - p: the expected confusion
 matrix and expected ROC curve of the published CBPE formulas), and NannyML's own estimators
 where it imports (it is not a dev dependency: about 2 GB with xgboost, lightgbm and CUDA
-libraries, usage telemetry on by default, and 0.13.1 fails to import without statsmodels).
+libraries, usage telemetry on by default, and 0.13.1 fails to import without statsmodels, which
+it does not declare; with statsmodels added, its estimators agree with the scikit-learn
+reference to 4e-15, AUC to 3e-9).
 """
 
 from __future__ import annotations
@@ -588,8 +590,8 @@ def test_cbpe_equals_nannyml_where_it_imports(built: dict[str, Any], mconn) -> N
         assert close(row["estimated_precision"], nml.estimate_precision(predicted, p))
         assert close(row["estimated_recall"], nml.estimate_recall(predicted, p))
         assert close(row["estimated_f1"], nml.estimate_f1(predicted, p))
-        # NannyML rounds the ROC curve's cumulative sums to 5 decimals
-        assert abs(row["estimated_auc"] - nml.estimate_roc_auc(p, p)) < 1e-4
+        # NannyML rounds the ROC curve's cumulative sums to 5 decimals (3e-9 seen at 3,000)
+        assert abs(row["estimated_auc"] - nml.estimate_roc_auc(p, p)) < 1e-6
 
 
 def test_report_sections_show_the_planted_stories(built: dict[str, Any], module_db) -> None:

@@ -48,10 +48,11 @@ CHAMPION_SD, CHALLENGER_SD = 0.07, 0.045
 FEEDBACK_SHARE = 0.05
 # Context features and segments (seeds/prediction_features.csv,
 # docs/requirements.md#declared-features), drawn from a generator of their own so that the rest
-# of the traffic stays what it was. Two stories: one input drifts (FEATURE_DRIFT_SERVICE's input_size grows
-# FEATURE_DRIFT_FACTOR times from its day on, the last fifth of the period) and the model fails
-# on one segment (FAILING_SEGMENT: its predictions there are noise).
-FEATURE_DRIFT_SERVICE, FEATURE_DRIFT_FEATURE = "code-roach", "input_size"
+# of the traffic stays what it was. Two stories: one input drifts (the input_size of
+# FEATURE_DRIFT_SERVICE, the busiest service, grows FEATURE_DRIFT_FACTOR times from its day on,
+# the last fifth of the period) and the model fails on one segment (FAILING_SEGMENT: its
+# predictions there are noise).
+FEATURE_DRIFT_SERVICE, FEATURE_DRIFT_FEATURE = "ai-gm", "input_size"
 FEATURE_DRIFT_FACTOR = 2.5
 FAILING_SEGMENT = ("game-app", "region", "latam")
 CLIENTS = ("web", "mobile", "api")

@@ -87,41 +87,44 @@ segmented as (
 
 ),
 
-{# Windows, not self-joins: each step reads the previous one once, so no CTE is
-   materialized and joined back on estimates. #}
-value_counts as (
-
-    select
-        *,
-        count(*) over (
-            partition by metric_date, service_name, prediction_type, segment_key, raw_segment_value
-        ) as raw_value_prediction_count
-    from segmented
-
-),
-
+{# A key's values of a day ranked on their counts: a small aggregate, hashed and joined back,
+   where windows over every row would sort them twice more. #}
 value_ranks as (
 
     select
-        *,
-        dense_rank() over (
+        metric_date,
+        service_name,
+        prediction_type,
+        segment_key,
+        raw_segment_value,
+        row_number() over (
             partition by metric_date, service_name, prediction_type, segment_key
-            order by raw_value_prediction_count desc, raw_segment_value asc
+            order by count(*) desc, raw_segment_value asc
         ) as value_rank
-    from value_counts
+    from segmented
+    group by metric_date, service_name, prediction_type, segment_key, raw_segment_value
 
 ),
 
 bucketed as (
 
     select
-        *,
-        value_rank > {{ max_values }} as is_other,
+        segmented.*,
+        value_ranks.value_rank > {{ max_values }} as is_other,
         case
-            when value_rank > {{ max_values }} then '(other)' else raw_segment_value
+            when value_ranks.value_rank > {{ max_values }} then '(other)'
+            else segmented.raw_segment_value
         end as segment_value,
-        is_scored_label and prediction_kind = 'binary_classification' as is_binary_label
-    from value_ranks
+        segmented.is_scored_label
+        and segmented.prediction_kind = 'binary_classification' as is_binary_label
+    from segmented
+    inner join value_ranks
+        on
+            segmented.metric_date = value_ranks.metric_date
+            and segmented.service_name = value_ranks.service_name
+            and segmented.prediction_type = value_ranks.prediction_type
+            and segmented.segment_key = value_ranks.segment_key
+            and segmented.raw_segment_value = value_ranks.raw_segment_value
 
 ),
 

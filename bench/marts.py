@@ -10,6 +10,10 @@ created_at plus 1-5 seconds, an outcome's its observed_at plus 1-5 seconds, for 
 for the last day alike, and both are loaded in that order (so the BRIN indexes on ingested_at
 of migration 0021 see rows in ingested_at order, as in production). Then:
 
+Each prediction carries the declared context features (client, region, input_size, 2% of
+input_size missing), so the feature, segment and CBPE marts (docs/requirements.md#feature-drift)
+are timed with the others.
+
 1. loads every day but the last, builds fct_prediction_outcomes and the marts (full refresh);
 2. loads the last day (its predictions and the outcomes observed in it), times an incremental
    `dbt run` (target: at most 10% of a full refresh), then times a full refresh of the same data;
@@ -44,7 +48,8 @@ from runner.dbt import Dbt  # noqa: E402
 
 SELECT = [
     "--select",
-    "path:seeds path:models/staging/ml_raw path:models/intermediate/ml path:models/marts/ml",
+    "path:seeds path:models/staging/ml_raw path:models/intermediate/ml path:models/marts/ml"
+    " path:models/intermediate/features path:models/marts/features",
 ]
 PARTITIONED = {
     "ml_predictions": "created_at",
@@ -156,7 +161,16 @@ def generate(conn: psycopg.Connection, rows: int, days: int) -> None:
                 t.service_name, t.prediction_type,
                 case when random() < 0.5 then 'v1' else 'v2' end as model_version,
                 round(random()::numeric, 2)::double precision as predicted_value,
-                random() as confidence
+                random() as confidence,
+                -- the declared context features and segments (seeds/prediction_features.csv)
+                jsonb_build_object(
+                    'client', (array['web', 'mobile', 'api'])[1 + floor(random() * 3)::int],
+                    'region', (array['eu', 'us', 'apac', 'latam', 'africa', 'oceania'])
+                        [1 + floor(random() * 6)::int]
+                ) || case when random() < 0.98
+                    then jsonb_build_object('input_size', round(exp(4.8 + 0.5 * random_normal())))
+                    else '{}'::jsonb
+                end as context
             from generate_series(1, %(rows)s) as g
             cross join lateral (
                 select service_name, prediction_type
@@ -193,9 +207,9 @@ def load(conn: psycopg.Connection, start: str, end: str) -> None:
     conn.execute(
         """
         insert into ml_raw.ml_predictions (prediction_id, created_at, service_name,
-            prediction_type, model_version, predicted_value, confidence, ingested_at)
+            prediction_type, model_version, predicted_value, confidence, context, ingested_at)
         select prediction_id, created_at, service_name, prediction_type, model_version,
-            predicted_value, confidence, ingested_at
+            predicted_value, confidence, context, ingested_at
         from bench_predictions where created_at >= %s::timestamptz and created_at < %s::timestamptz
         order by ingested_at
     """,

@@ -202,6 +202,7 @@ def test_dbt_class_reads_run_results(module_db: db.ConnInfo, pg_home: Path) -> N
     assert {u for u in ran if u.startswith("seed.")} == {
         "seed.ml_warehouse.services",
         "seed.ml_warehouse.prediction_types",
+        "seed.ml_warehouse.prediction_features",
     }
     assert {u for u in ran if u.startswith("operation.")}, "on-run-start hooks are reported too"
     failing = dbt.invoke(["run-operation", "no_such_macro"])

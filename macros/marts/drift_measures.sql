@@ -73,36 +73,7 @@
                the missing e_0 counts every value and the missing e_k+1 none. #}
             select
                 count(*) as bin_count,
-                sum(
-                    (
-                        greatest(bin_shares.current_share, 1e-4)
-                        - greatest(bin_shares.reference_share, 1e-4)
-                    )
-                    * ln(
-                        greatest(bin_shares.current_share, 1e-4)
-                        / greatest(bin_shares.reference_share, 1e-4)
-                    )
-                ) as psi,
-                0.5 * sum(
-                    case
-                        when bin_shares.reference_share > 0
-                            then bin_shares.reference_share * ln(
-                                    bin_shares.reference_share
-                                    / ((bin_shares.reference_share + bin_shares.current_share) / 2)
-                                )
-                        else 0
-                    end
-                )
-                + 0.5 * sum(
-                    case
-                        when bin_shares.current_share > 0
-                            then bin_shares.current_share * ln(
-                                    bin_shares.current_share
-                                    / ((bin_shares.reference_share + bin_shares.current_share) / 2)
-                                )
-                        else 0
-                    end
-                ) as js_divergence_nats
+                {{ share_divergences('bin_shares.reference_share', 'bin_shares.current_share') }}
             from (
                 select
                     (

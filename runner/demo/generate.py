@@ -46,6 +46,20 @@ NEVER_LABELED_SHARE = 0.10
 # Noise of the champion (v1.4) and challenger (v2.0) models around the truth.
 CHAMPION_SD, CHALLENGER_SD = 0.07, 0.045
 FEEDBACK_SHARE = 0.05
+# Context features and segments (seeds/prediction_features.csv,
+# docs/requirements.md#declared-features), drawn from a generator of their own so that the rest
+# of the traffic stays what it was. Two stories: one input drifts (the input_size of
+# FEATURE_DRIFT_SERVICE, the busiest service, grows FEATURE_DRIFT_FACTOR times from its day on,
+# the last fifth of the period) and the model fails on one segment (FAILING_SEGMENT: its
+# predictions there are noise).
+FEATURE_DRIFT_SERVICE, FEATURE_DRIFT_FEATURE = "ai-gm", "input_size"
+FEATURE_DRIFT_FACTOR = 2.5
+FAILING_SEGMENT = ("game-app", "region", "latam")
+CLIENTS = ("web", "mobile", "api")
+CLIENT_SHARES = (0.55, 0.35, 0.10)
+REGIONS = ("eu", "us", "apac", "latam", "africa", "oceania")
+REGION_SHARES = (0.36, 0.30, 0.16, 0.08, 0.05, 0.05)
+INPUT_SIZE_MISSING = 0.02  # share of predictions whose context lacks input_size
 # Hour-of-day weights (UTC): quiet nights, a morning and an evening peak.
 HOURLY = np.array(
     [0.35, 0.3, 0.25, 0.25, 0.3, 0.4, 0.6, 0.85, 1.1, 1.25, 1.3, 1.25,
@@ -329,6 +343,7 @@ def generate(
     scale = 1.0 if rows is None else max(rows / (mid * days), 1e-6)
     manifest = Manifest(seed=seed, start=start, end=end, days=days, scale=scale)
     rng = np.random.default_rng(seed)
+    feature_rng = np.random.default_rng([seed, 0xFEA7])
     sink = _Sink(info)
     say = _progress(progress)
     try:
@@ -336,6 +351,7 @@ def generate(
         # drift starts at a midnight, so that one whole day is the first drifted day
         first = datetime(start.year, start.month, start.day, tzinfo=UTC)
         drift_at = first + timedelta(days=days // 2 + 1)
+        feature_drift_at = first + timedelta(days=max(days - max(days // 5, 2), 1))
         ramp_from = start + timedelta(days=days * 0.35)
         silent_from = end - timedelta(hours=SILENT_HOURS)
         manifest.injected = {
@@ -357,6 +373,20 @@ def generate(
                 "since": silent_from.isoformat(),
                 "hours": SILENT_HOURS,
             },
+            "feature_drift": {
+                "service_name": FEATURE_DRIFT_SERVICE,
+                "feature_name": FEATURE_DRIFT_FEATURE,
+                "starts_at": feature_drift_at.isoformat(),
+                "drift_date": feature_drift_at.date().isoformat(),
+                "shift": f"input_size x {FEATURE_DRIFT_FACTOR}",
+            },
+            "failing_segment": {
+                "service_name": FAILING_SEGMENT[0],
+                "segment_key": FAILING_SEGMENT[1],
+                "segment_value": FAILING_SEGMENT[2],
+                "share": REGION_SHARES[REGIONS.index(FAILING_SEGMENT[2])],
+                "shift": "predicted probability uniform noise",
+            },
         }
         for s in services:
             lo, hi = max(1, round(s.daily_min * scale)), max(1, round(s.daily_max * scale))
@@ -366,7 +396,7 @@ def generate(
         n_days = (end.date() - start.date()).days + 1
         for index in range(n_days):
             _one_day(rng, sink, manifest, services, models, day, start, end,
-                     drift_at, ramp_from, silent_from)
+                     drift_at, ramp_from, silent_from, feature_rng, feature_drift_at)
             predictions = sink.counts.get("ml_raw.ml_predictions", 0)
             say(f"generate: day {index + 1}/{n_days} ({day}), {predictions:,} predictions")
             day += timedelta(days=1)
@@ -450,6 +480,7 @@ def _one_day(
     rng: np.random.Generator, sink: _Sink, manifest: Manifest, services: list[Service],
     models: dict[str, list[tuple[uuid.UUID, str]]], day: date, start: datetime, end: datetime,
     drift_at: datetime, ramp_from: datetime, silent_from: datetime,
+    feature_rng: np.random.Generator, feature_drift_at: datetime,
 ) -> None:
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
     end_s, start_s = end.timestamp(), start.timestamp()
@@ -490,6 +521,10 @@ def _one_day(
         logit = np.log(truth / (1 - truth)) + noise * 10
         binary_pred = 1 / (1 + np.exp(-logit))
         predicted = np.where(is_binary, binary_pred, regression_pred)
+        client, region, input_size, size_missing, failing = _context_features(
+            feature_rng, s.name, created, feature_drift_at
+        )
+        predicted = np.where(failing, feature_rng.random(n), predicted)
         coin = rng.random(n)
         actual = np.where(is_binary, (coin < truth).astype(float), truth)
         # near P(|error| <= tolerance 0.1) of each version (0.85, 0.97), kept close together so
@@ -508,7 +543,7 @@ def _one_day(
         sink.checksum.add_arrays(
             f"{s.name}:{day}", ms, np.array([u.int & ((1 << 64) - 1) for u in ids], np.uint64),
             is_v2, type_index, predicted, actual, confidence, observed, fb_pick, fb_lag, rating,
-            entity, latency,
+            entity, latency, client, region, input_size, size_missing,
         )
         created_ts = _ts(created)
         model_pair = models[s.name]
@@ -519,9 +554,19 @@ def _one_day(
             is_v2: np.ndarray = is_v2, type_index: np.ndarray = type_index,
             predicted: np.ndarray = predicted, confidence: np.ndarray = confidence,
             entity: np.ndarray = entity, latency: np.ndarray = latency,
+            client: np.ndarray = client, region: np.ndarray = region,
+            input_size: np.ndarray = input_size, size_missing: np.ndarray = size_missing,
         ) -> Iterable[dict[str, Any]]:
             for i in range(len(ids)):
                 model_id, version = model_pair[1 if is_v2[i] else 0]
+                context: dict[str, Any] = {
+                    "latency_ms": round(float(latency[i]), 1),
+                    "demo": True,
+                    "client": CLIENTS[client[i]],
+                    "region": REGIONS[region[i]],
+                }
+                if not size_missing[i]:
+                    context["input_size"] = int(input_size[i])
                 yield {
                     "prediction_id": ids[i],
                     "created_at": created_ts[i],
@@ -533,7 +578,7 @@ def _one_day(
                     "target_entity_id": f"{s.name}:{int(entity[i])}",
                     "predicted_value": round(float(predicted[i]), 6),
                     "confidence": round(float(confidence[i]), 6),
-                    "context": {"latency_ms": round(float(latency[i]), 1), "demo": True},
+                    "context": context,
                 }
 
         sink.write("predictions", prediction_rows())
@@ -623,6 +668,26 @@ def _one_day(
                     "window_end": _ts(np.array([metric_at + 1]))[0],
                 })
         sink.write("metrics", metrics)
+
+
+def _context_features(
+    rng: np.random.Generator, service: str, created: np.ndarray, feature_drift_at: datetime
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A day's context features of one service: client and region indexes, input_size, which
+    predictions lack input_size, and which fall in the failing segment (their predictions are
+    replaced by noise)."""
+    n = len(created)
+    client = rng.choice(len(CLIENTS), size=n, p=CLIENT_SHARES)
+    region = rng.choice(len(REGIONS), size=n, p=REGION_SHARES)
+    input_size = np.maximum(np.round(rng.lognormal(math.log(120), 0.5, size=n)), 1)
+    if service == FEATURE_DRIFT_SERVICE:
+        drifted = created >= feature_drift_at.timestamp()
+        input_size = np.where(drifted, np.round(input_size * FEATURE_DRIFT_FACTOR), input_size)
+    size_missing = rng.random(n) < INPUT_SIZE_MISSING
+    failing = np.zeros(n, dtype=bool)
+    if service == FAILING_SEGMENT[0]:
+        failing = region == REGIONS.index(FAILING_SEGMENT[2])
+    return client, region, input_size, size_missing, failing
 
 
 def _llm_and_evolution(

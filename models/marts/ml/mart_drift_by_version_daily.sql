@@ -35,16 +35,6 @@
         "drift_baseline_days must be 1 or more, got " ~ baseline_days
     ) }}
 {%- endif -%}
-{%- for baseline in pinned -%}
-    {%- for key in ['service_name', 'prediction_type', 'start_date', 'end_date'] -%}
-        {%- if baseline is not mapping or key not in baseline -%}
-            {{ exceptions.raise_compiler_error(
-                "drift_baseline: each entry needs service_name, prediction_type, start_date"
-                ~ " and end_date, got " ~ baseline
-            ) }}
-        {%- endif -%}
-    {%- endfor -%}
-{%- endfor -%}
 {%- if is_incremental() -%}
     {%- set recompute_from = recompute_from_date(
         ref('int_feature_values_collected'), 'created_date', 'last_ingested_at'
@@ -80,31 +70,7 @@ version_days as (
 
 pinned_baselines as (
 
-    {% if pinned %}
-        select
-            service_name,
-            prediction_type,
-            start_date,
-            end_date
-        from (
-            values
-            {% for baseline in pinned %}
-                (
-                    {{ sql_literal(baseline['service_name']) }}::text,
-                    {{ sql_literal(baseline['prediction_type']) }}::text,
-                    {{ sql_literal(baseline['start_date']) }}::date,
-                    {{ sql_literal(baseline['end_date']) }}::date
-                ){{ "," if not loop.last }}
-            {% endfor %}
-        ) as pinned (service_name, prediction_type, start_date, end_date)
-    {% else %}
-        select
-            null::text as service_name,
-            null::text as prediction_type,
-            null::date as start_date,
-            null::date as end_date
-        where false
-    {% endif %}
+    {{ pinned_drift_baselines(pinned) }}
 
 ),
 

@@ -29,6 +29,12 @@
     'alert_accuracy_drop_ratio',
     'alert_accuracy_min_labeled',
     'alert_job_overdue_intervals',
+    'alert_missing_share_change_warn',
+    'alert_missing_share_change_error',
+    'alert_segment_accuracy_drop_ratio',
+    'alert_segment_min_labeled',
+    'alert_estimated_accuracy_min',
+    'alert_estimated_min_predictions',
 ] -%}
 
 with

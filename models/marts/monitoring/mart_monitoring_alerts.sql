@@ -27,6 +27,7 @@
     - scheduled jobs of `mlwh serve` (docs/requirements.md#serve-scheduler): the latest
       finished run of a job failed (error); no server started it for alert_job_overdue_intervals
       of its intervals (warn);
+    - feature drift, the worst segment and estimated performance: mart_feature_alerts;
     - the operations alerts of int_ops_alerts_raised: writer queue and write latency,
       maintenance findings and runs, learning-event lag, data-quality score, resource use and
       query slowdowns.
@@ -112,6 +113,13 @@ ops_alerts as (
 job_runs as (
 
     select * from {{ ref('stg_ml_ops__job_runs') }}
+
+),
+
+{# feature drift, worst segments, estimated performance (docs/requirements.md#alert-features) #}
+feature_alerts as (
+
+    select * from {{ ref('mart_feature_alerts') }}
 
 ),
 
@@ -462,6 +470,8 @@ alerts as (
     select * from ops_alerts
     union all
     select * from job_alerts
+    union all
+    select * from feature_alerts
 
 ),
 

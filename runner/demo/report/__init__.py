@@ -1,7 +1,8 @@
 """`mlwh report`: one self-contained HTML page of charts read from the marts.
 
-`sections.py` holds what the page shows (one function per section, in `SECTIONS`),
-`page.py` the HTML around it and `report.js` the charts, filters and drill-down.
+`sections.py` holds what the page shows (one function per section, in `SECTIONS`), `features.py`
+the sections on input features, segments and estimated performance, `page.py` the HTML around
+them and `report.js` the charts, filters and drill-down.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from typing import Any
 import psycopg
 
 from runner import db
+from runner.demo.report import features
 from runner.demo.report.page import PALETTE, Chart, Section, render_page
 from runner.demo.report.sections import (
     ALERTS,
-    SECTIONS,
     THRESHOLDS,
     Context,
     SectionFn,
     reads,
     relations_read,
 )
+from runner.demo.report.sections import SECTIONS as OUTPUT_SECTIONS
 from runner.errors import MlwhError
+
+# the page, in order: the outputs' sections, then the inputs'
+SECTIONS: list[SectionFn] = [*OUTPUT_SECTIONS, *features.SECTIONS]
 
 
 @dataclass

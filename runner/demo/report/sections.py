@@ -687,6 +687,6 @@ SECTIONS: list[SectionFn] = [
 ]
 
 
-def relations_read(sections: Sequence[SectionFn] = SECTIONS) -> list[str]:
+def relations_read(sections: Sequence[SectionFn]) -> list[str]:
     """Every relation the sections read, each once, in order."""
     return list(dict.fromkeys(r for fn in sections for r in getattr(fn, "reads", ())))

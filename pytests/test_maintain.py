@@ -331,3 +331,17 @@ def test_without_extensions_the_steps_estimate_and_say_so(
     assert table.object_name == "t_maint.bloated" and table.is_estimate
     assert "estimated from the statistics collector" in table.detail
     assert result.results["integrity_check"]["amcheck"] is False
+
+
+def test_a_dry_run_as_the_maintainer_role_runs_every_step(
+    runs: Runs, module_db: db.ConnInfo, pg_server: db.EmbeddedServer
+) -> None:
+    """`mlwh maintain` (and the scheduler's job) runs a dry run as mlwh_maintainer: every step
+    runs under that role, the pattern and forecast steps included (docs/security.md)."""
+    maintainer = db.as_role(module_db, db.MAINTAINER, pg_server)
+    assert maintainer.user != module_db.user
+    result = maintenance.run(maintainer, load_config(runs.config_path), force=True)
+    steps: dict[str, Any] = result.results["steps"]
+    failed = {name: step for name, step in steps.items() if step["status"] == "failed"}
+    assert not failed and result.status != "failed", failed
+    assert steps["patterns"]["status"] == steps["predictive"]["status"] == "ok"

@@ -23,6 +23,7 @@
         ["0041", "model_repository"],
         ["0050", "serve"],
         ["0060", "distribution_keys"],
-        ["0061", "register_per_row"]
+        ["0061", "register_per_row"],
+        ["0070", "maintainer_reads_its_inputs"]
     ]) }}
 {% endmacro %}

@@ -292,6 +292,22 @@ def test_outcomes_belong_to_their_prediction_and_ndjson_lines_stand_alone(
     assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "row"), (2, "prediction_id")]
 
 
+def test_a_prediction_with_its_actual_value_records_the_outcome_too(
+    server: Server, keys: dict[str, str], module_db: db.ConnInfo
+) -> None:
+    """The former client's shape (docs/requirements.md#outcome-with-prediction) over HTTP, as
+    write_prediction takes it; a snake_case type is read as the kebab-case type it spells."""
+    status, body = http(server.url + "/v1/predictions", json.dumps(
+        {"prediction_type": "knowledge_relevance", "predicted_value": 0.7,
+         "actual_value": 1.0}).encode(), key=keys["oracle"])
+    assert status == 200 and body["accepted"] == 1 and not body["rejected"], body
+    [pid] = body["ids"]
+    found = poll(module_db, "select o.actual_value, p.prediction_type"
+                 " from ml_raw.ml_prediction_outcomes as o join ml_raw.ml_predictions as p"
+                 " using (prediction_id) where o.prediction_id = %s", [pid], 1)
+    assert found == [(1.0, "knowledge-relevance")], found
+
+
 def test_keys_are_shown_once_listed_and_revoked(
     server: Server, env: dict[str, str], module_db: db.ConnInfo
 ) -> None:

@@ -353,3 +353,17 @@ def test_every_chart_renders_filters_and_drills_down_in_chromium(  # type: ignor
         assert "from=" in browser.evaluate("location.hash")
     finally:
         browser.close()
+
+
+def test_every_alert_metric_has_a_human_label() -> None:
+    """The alerts table names each alert in words: every metric the alert marts raise (read
+    from their SQL) has its label and unit in ALERT_LABELS."""
+    from runner.demo.report.sections import ALERT_LABELS
+
+    raised = set()
+    for path in (ROOT / "models").rglob("*.sql"):
+        if "tests" in path.parts:
+            continue
+        raised |= set(re.findall(r"'([a-z][a-z0-9_]*)' as metric\b", path.read_text()))
+    raised |= {"psi_predicted_value", "psi_confidence"}  # 'psi_' || feature_name
+    assert raised <= set(ALERT_LABELS), sorted(raised - set(ALERT_LABELS))

@@ -49,6 +49,12 @@ ALERT_LABELS: dict[str, tuple[str, str]] = {
     "data_quality_score": ("Data-quality score low", "share"),
     "resource_utilization_pct": ("Resource use high (%)", "number"),
     "query_slowdown_ratio": ("Query slowed down (x)", "number"),
+    "job_failed": ("Scheduled job failed", "number"),
+    "seconds_since_job_start": ("Scheduled job overdue (seconds)", "number"),
+    "feature_psi": ("Input feature drifting (PSI)", "number"),
+    "feature_missing_share_change": ("Input feature missing more often", "share"),
+    "segment_accuracy": ("Segment accuracy low", "share"),
+    "estimated_accuracy": ("Estimated accuracy low (no labels yet)", "share"),
 }
 
 

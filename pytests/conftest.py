@@ -111,17 +111,20 @@ def grant_database(conn: psycopg.Connection) -> None:
 # (`--no-loadscope-reorder`), so the last module to start is a short one and neither worker
 # idles while the other finishes a long one. The others follow in file order.
 LONGEST_MODULES = (
-    "test_demo.py",
     "test_checks.py",
     "test_cli.py",
-    "test_ingest.py",
+    "test_demo.py",
     "test_foundation.py",
+    "test_ingest.py",
     "test_marts.py",
-    "test_requirements.py",
-    "test_models.py",
-    "test_migrations.py",
-    "test_dbt_invocation.py",
     "test_retention.py",
+    "test_migrations.py",
+    "test_reliability.py",
+    "test_dbt_invocation.py",
+    "test_fuzz.py",
+    "test_models.py",
+    "test_generic_tests.py",
+    "test_requirements.py",
 )
 
 

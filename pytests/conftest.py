@@ -28,7 +28,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ MODULE_DB = "t_module"
 # runs the tests marked `external` so, against PostgreSQL 15 (docs/requirements.md#postgres-15).
 EXTERNAL_BIN_ENV = "MLWH_TEST_EXTERNAL_BIN"
 _external_urls: dict[Path, db.ConnInfo] = {}
+# the session's server by port, when `mlwh` subprocesses reach it as the embedded one
+_embedded_servers: dict[int, db.EmbeddedServer] = {}
 
 
 def dbt_target(home: Path, project: Path, dbname: str) -> Path:
@@ -78,8 +80,14 @@ def _prepare_template(info: db.ConnInfo, target: Path) -> None:
 
 def as_owner(info: db.ConnInfo) -> db.ConnInfo:
     """`info` acting as mlwh_owner, as dbt runs in production (docs/security.md): what dbt
-    creates belongs to the owner role, never to the superuser the tests connect as."""
-    return replace(info, role=db.OWNER)
+    creates belongs to the owner role, never to the superuser the tests connect as.
+
+    Exactly the connection an `mlwh` command takes for dbt (`db.ensure_running(db.OWNER)`):
+    the embedded server's owner login, or the superuser taking the role on a server reached by
+    URL. A profile that differs in user or role makes dbt parse the whole project again, so
+    dbt in this process and `mlwh` in a subprocess would otherwise undo each other's parse.
+    """
+    return db.as_role(info, db.OWNER, _embedded_servers.get(info.port))
 
 
 def _optional_migrate():  # type: ignore[no-untyped-def]
@@ -98,22 +106,25 @@ def grant_database(conn: psycopg.Connection) -> None:
     grant(conn)
 
 
-# The modules that take longest, longest first (seconds on a quiet 2-core machine, from
-# `--durations=0`): tasks.py runs the suite in two workers that take whole modules in this
-# order (`--no-loadscope-reorder`), so the last module to start is a short one and neither
-# worker idles while the other finishes a long one. The others follow in file order.
+# The modules that take longest, longest first (as `--durations=0` measures them, per module):
+# tasks.py runs the suite in two workers that take whole modules in this order
+# (`--no-loadscope-reorder`), so the last module to start is a short one and neither worker
+# idles while the other finishes a long one. The others follow in file order.
 LONGEST_MODULES = (
-    "test_demo.py",
     "test_checks.py",
     "test_cli.py",
-    "test_ingest.py",
+    "test_demo.py",
     "test_foundation.py",
+    "test_ingest.py",
     "test_marts.py",
-    "test_requirements.py",
-    "test_models.py",
-    "test_migrations.py",
-    "test_dbt_invocation.py",
     "test_retention.py",
+    "test_migrations.py",
+    "test_reliability.py",
+    "test_dbt_invocation.py",
+    "test_fuzz.py",
+    "test_models.py",
+    "test_generic_tests.py",
+    "test_requirements.py",
 )
 
 
@@ -163,6 +174,8 @@ def pg_server(pg_home: Path) -> Iterator[db.EmbeddedServer]:
         conn.execute("select pg_reload_conf()")
     if bin_dir:
         _external_urls[pg_home] = server.conninfo()
+    else:
+        _embedded_servers[server.conninfo().port] = server
     yield server
     server.stop()
 

@@ -112,8 +112,11 @@ def grant_database(conn: psycopg.Connection) -> None:
 # idles while the other finishes a long one. The others follow in file order.
 LONGEST_MODULES = (
     "test_checks.py",
+    "test_features.py",
     "test_cli.py",
+    "test_serve.py",
     "test_demo.py",
+    "test_report.py",
     "test_foundation.py",
     "test_ingest.py",
     "test_marts.py",

@@ -5,6 +5,7 @@ its client made (docs/requirements.md#import-prediction-writer, #outcome-with-pr
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -240,6 +241,21 @@ def test_a_prediction_written_with_its_actual_value_records_the_outcome(
     ]
     assert rows(warehouse, "select count(*) from ml_raw.ml_predictions where prediction_id = %s",
                 bad) == [(0,)]
+
+
+def test_a_retried_prediction_without_a_time_records_its_outcome_once(
+    warehouse: db.ConnInfo, tmp_path: Path
+) -> None:
+    """The writer stamps each call's own time on a prediction that names none: its outcome is
+    dated by the UUIDv7 id instead, so the retry is the same outcome row, not a second one."""
+    with Writer(warehouse, spill_dir=tmp_path) as writer:
+        pid = writer.write_prediction(actual_value=1.0, **ROW)
+        assert pid.version == 7
+        time.sleep(0.05)  # the retry comes later: a later default created_at
+        assert writer.write_prediction(prediction_id=pid, actual_value=1.0, **ROW) == pid
+        assert writer.flush(timeout=60)
+    assert rows(warehouse, "select count(*) from ml_raw.ml_prediction_outcomes"
+                " where prediction_id = %s", pid) == [(1,)]
 
 
 def test_snake_case_types_are_mapped_or_refused_saying_what_to_send(

@@ -546,13 +546,22 @@ PREDICTIONS = TableSpec(
     id_registry=("ml_raw", "prediction_ids"),
 )
 
-def outcome_of(prediction: tuple[Any, ...], actual_value: Any) -> dict[str, Any]:
+def outcome_of(
+    prediction: tuple[Any, ...], actual_value: Any, time_given: bool = True
+) -> dict[str, Any]:
     """The outcome fields of a validated prediction row that came with its actual value: known
-    when the prediction was made, so observed then (docs/requirements.md#outcome-with-prediction)."""
+    when the prediction was made, so observed then (docs/requirements.md#outcome-with-prediction).
+
+    The outcome's id comes from the prediction's, so a retry is the same row only if it is
+    observed at the same time too: when the caller gave no created_at (the writer stamped the
+    call's time) and the id is a UUIDv7, the id's own millisecond dates the outcome."""
     prediction_id, created_at = prediction[0], prediction[1]  # PREDICTIONS' first two columns
+    observed_at = created_at
+    if not time_given and prediction_id.version == 7:
+        observed_at = datetime.fromtimestamp((prediction_id.int >> 80) / 1000, UTC)
     return {
         "outcome_id": uuid.uuid5(OUTCOME_ID_NAMESPACE, str(prediction_id)),
-        "observed_at": created_at,
+        "observed_at": observed_at,
         "prediction_id": prediction_id,
         "actual_value": actual_value,
         "prediction_created_at": created_at,

@@ -410,7 +410,8 @@ class Writer:
         row = self.validate(PREDICTIONS, rest)
         if actual is None:
             return row, None
-        return row, self.validate(OUTCOMES, outcome_of(row, actual))
+        outcome = outcome_of(row, actual, time_given=rest.get("created_at") is not None)
+        return row, self.validate(OUTCOMES, outcome)
 
     def _kebab_type(self, fields: Mapping[str, Any], kind: str) -> str:
         """A snake_case prediction type as the registered type it spells in kebab-case, or

@@ -30,15 +30,7 @@
     {%- set min_reference = var('drift_min_reference_rows', 100) | int -%}
     select
         day_window.*,
-        case when day_window.reference_count > 0 then divergences.bin_count::integer end
-            as bin_count,
-        case
-            when day_window.reference_count >= {{ min_reference }} then divergences.psi
-        end as psi,
-        case
-            when day_window.reference_count >= {{ min_reference }}
-                then sqrt(greatest(divergences.js_divergence_nats / ln(2), 0))
-        end as js_distance,
+        {{ divergence_columns('day_window', 'divergences') }},
         case
             when day_window.reference_count >= {{ min_reference }} then ks.ks_statistic
         end as ks_statistic

@@ -116,6 +116,8 @@ bucketed as (
             else segmented.raw_segment_value
         end as segment_value,
         segmented.is_scored_label
+        and segmented.prediction_kind = 'regression' as is_regression_label,
+        segmented.is_scored_label
         and segmented.prediction_kind = 'binary_classification' as is_binary_label
     from segmented
     inner join value_ranks
@@ -169,21 +171,8 @@ aggregated as (
         count(*) filter (where label_status = 'labeled')::bigint as labeled_count,
         count(*) filter (where is_scored_label)::bigint as scored_labeled_count,
         count(*) filter (where is_scored_label and is_correct)::bigint as correct_count,
-        avg(abs_error) filter (
-            where is_scored_label and prediction_kind = 'regression'
-        ) as mae,
-        sqrt(avg(squared_error) filter (
-            where is_scored_label and prediction_kind = 'regression'
-        )) as rmse,
-        count(*) filter (
-            where is_scored_label and predicted_class = 1 and actual_value = 1
-        ) as true_positive_count,
-        count(*) filter (
-            where is_scored_label and predicted_class = 1 and actual_value = 0
-        ) as false_positive_count,
-        count(*) filter (
-            where is_scored_label and predicted_class = 0 and actual_value = 1
-        ) as false_negative_count,
+        {# as mart_performance_daily, but accuracy over every scored label #}
+        {{ label_metric_aggregates('is_regression_label', 'is_binary_label', 'is_scored_label') }},
         count(*) filter (where is_binary_label and actual_value = 1) as positive_count,
         count(*) filter (where is_binary_label and actual_value = 0) as negative_count,
         sum(average_rank) filter (where is_binary_label and actual_value = 1)
@@ -213,34 +202,10 @@ final as (
         aggregated.labeled_count,
         aggregated.scored_labeled_count,
         aggregated.correct_count,
-        {{ safe_divide('aggregated.correct_count', 'aggregated.scored_labeled_count') }}
-            as accuracy,
+        aggregated.accuracy,
         aggregated.mae,
         aggregated.rmse,
-        case when aggregated.prediction_kind = 'binary_classification' then
-            {{ safe_divide(
-                'aggregated.true_positive_count',
-                'aggregated.true_positive_count + aggregated.false_positive_count'
-            ) }}
-        end as precision,  -- noqa: RF04
-        case when aggregated.prediction_kind = 'binary_classification' then
-            {{ safe_divide(
-                'aggregated.true_positive_count',
-                'aggregated.true_positive_count + aggregated.false_negative_count'
-            ) }}
-        end as recall,
-        case when aggregated.prediction_kind = 'binary_classification' then
-            {{ safe_divide(
-                '2 * aggregated.true_positive_count',
-                '2 * aggregated.true_positive_count + aggregated.false_positive_count'
-                ~ ' + aggregated.false_negative_count'
-            ) }}
-        end as f1,
-        {{ safe_divide(
-            'aggregated.positive_rank_sum'
-            ~ ' - aggregated.positive_count * (aggregated.positive_count + 1) / 2.0',
-            'aggregated.positive_count * aggregated.negative_count'
-        ) }} as auc,
+        {{ label_metric_ratios('aggregated', 'aggregated') }},
         aggregated.last_ingested_at
     from aggregated
 

@@ -137,9 +137,9 @@ aggregated as (
             where label_status = 'labeled' and predicted_value is not null and confidence is null
         )::bigint as confidence_missing_count,
         max(last_ingested_at) as last_ingested_at,
+        {# accuracy, MAE, RMSE and the confusion counts, as the segments' #}
+        {{ label_metric_aggregates('is_regression_label', 'is_binary_label', 'is_binary_label') }},
         {# regression #}
-        avg(abs_error) filter (where is_regression_label) as mae,
-        sqrt(avg(squared_error) filter (where is_regression_label)) as rmse,
         avg(error) filter (where is_regression_label) as bias,
         {# the floor only keeps |error| / |actual| finite for subnormal actuals #}
         avg(abs_error / greatest(abs(actual_value), {{ float_epsilon }}))
@@ -159,13 +159,6 @@ aggregated as (
         min(error) filter (where is_regression_label) as min_error,
         max(error) filter (where is_regression_label) as max_error,
         {# binary classification #}
-        avg(is_correct::integer::double precision) filter (where is_binary_label) as accuracy,
-        count(*) filter (where is_binary_label and predicted_class = 1 and actual_value = 1)
-            as true_positive_count,
-        count(*) filter (where is_binary_label and predicted_class = 1 and actual_value = 0)
-            as false_positive_count,
-        count(*) filter (where is_binary_label and predicted_class = 0 and actual_value = 1)
-            as false_negative_count,
         -avg(
             actual_value * ln(clipped_probability)
             + (1 - actual_value) * ln(1 - clipped_probability)
@@ -213,25 +206,7 @@ final as (
         aggregated.min_error,
         aggregated.max_error,
         aggregated.accuracy,
-        {{ safe_divide(
-            'aggregated.true_positive_count',
-            'aggregated.true_positive_count + aggregated.false_positive_count'
-        ) }} as precision,  -- noqa: RF04
-        {{ safe_divide(
-            'aggregated.true_positive_count',
-            'aggregated.true_positive_count + aggregated.false_negative_count'
-        ) }} as recall,
-        case when aggregated.prediction_kind = 'binary_classification' then
-            {{ safe_divide(
-                '2 * aggregated.true_positive_count',
-                '2 * aggregated.true_positive_count + aggregated.false_positive_count'
-                ~ ' + aggregated.false_negative_count'
-            ) }}
-        end as f1,
-        {{ safe_divide(
-            'auc.positive_rank_sum - auc.positive_count * (auc.positive_count + 1) / 2.0',
-            'auc.positive_count * auc.negative_count'
-        ) }} as auc,
+        {{ label_metric_ratios('aggregated', 'auc') }},
         aggregated.log_loss,
         aggregated.brier,
         calibration_summary.ece,

@@ -508,6 +508,38 @@ def test_planted_failing_segment_is_the_worst_segment_alert(built: dict[str, Any
     assert any(wanted in detail for detail, _, _ in alerts), alerts
 
 
+def test_feature_alerts_carry_the_columns_that_locate_them(built: dict[str, Any], mconn) -> None:
+    """A reader joins an alert to its mart on columns (the report's worst segments do), not on
+    text parsed out of detail: each located alert is a row of the mart it came from, and detail
+    says what the columns say."""
+    rows = mconn.cursor(row_factory=psycopg.rows.dict_row).execute(
+        "select * from ml_marts.mart_feature_alerts").fetchall()
+    alerts = pd.DataFrame(rows)
+    details = {
+        "feature_psi": "prediction type {prediction_type}, feature {feature_name}",
+        "feature_missing_share_change": "prediction type {prediction_type}, feature {feature_name}",
+        "segment_accuracy": "prediction type {prediction_type}, {segment_key} = {segment_value}"
+                            " ({labeled_count} labeled)",
+        "estimated_accuracy": "prediction type {prediction_type}, model version {model_version}",
+    }
+    located = {"feature_psi": "feature_name", "feature_missing_share_change": "feature_name",
+               "segment_accuracy": "segment_value", "estimated_accuracy": "model_version"}
+    for alert in rows:
+        assert alert["prediction_type"] is not None, alert
+        assert alert["detail"].startswith(details[alert["metric"]].format(**alert)), alert
+        assert alert[located[alert["metric"]]] is not None, alert
+    segments = frame(mconn, """
+        select distinct service_name as entity, prediction_type, segment_key, segment_value
+        from ml_marts.mart_segment_performance_daily""")
+    segment_alerts = alerts[alerts["metric"] == "segment_accuracy"].merge(segments)
+    planted = built["manifest"].injected["failing_segment"]
+    assert ((segment_alerts["entity"] == planted["service_name"])
+            & (segment_alerts["segment_key"] == planted["segment_key"])
+            & (segment_alerts["segment_value"] == planted["segment_value"])).any(), alerts
+    drift = built["manifest"].injected["feature_drift"]
+    psi = alerts[(alerts["metric"] == "feature_psi") & (alerts["entity"] == drift["service_name"])]
+    assert drift["feature_name"] in set(psi["feature_name"]), psi
+
 def _cbpe_reference(p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """CBPE with scikit-learn: every prediction once as a positive weighing p and once as a
     negative weighing 1 - p; the metrics of that weighted sample are the expected ones."""

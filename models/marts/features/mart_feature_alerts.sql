@@ -45,53 +45,69 @@ estimated as (
 
 ),
 
-feature_psi as (
+{# The two checks of each feature's day, one row each: PSI by the drift_status macro, the change
+   of the missing share by missing_share_status; 'drift' is an error, 'warn' a warning. #}
+feature_checks as (
 
     select
-        'service' as entity_type,
-        service_name as entity,
-        'feature_psi' as metric,
-        '{{ var("drift_reference_days") }} days reference' as alert_window,
-        psi as observed_value,
-        case
-            when {{ drift_status('psi', 'current_count') }} = 'drift'
-                then {{ var('alert_psi_error') }}
-            else {{ var('alert_psi_warn') }}
-        end::double precision as threshold,
-        case
-            when {{ drift_status('psi', 'current_count') }} = 'drift' then 'error' else 'warn'
-        end as severity,
-        drift_date::timestamptz as since,
-        drift_date as alert_date,
-        'prediction type ' || prediction_type || ', feature ' || feature_name as detail
+        feature_drift.drift_date,
+        feature_drift.service_name,
+        feature_drift.prediction_type,
+        feature_drift.feature_name,
+        checks.metric,
+        checks.warn_threshold,
+        checks.error_threshold,
+        case checks.metric
+            when 'feature_psi' then feature_drift.psi
+            else feature_drift.missing_share_change
+        end as observed_value,
+        case checks.metric
+            when 'feature_psi'
+                then {{ drift_status('feature_drift.psi', 'feature_drift.current_count') }}
+            else {{ missing_share_status(
+                'feature_drift.missing_share_change', 'feature_drift.prediction_count'
+            ) }}
+        end as check_status
     from feature_drift
-    where {{ drift_status('psi', 'current_count') }} != 'ok'
+    cross join (
+        values
+        (
+            'feature_psi',
+            {{ var('alert_psi_warn') }}::double precision,
+            {{ var('alert_psi_error') }}::double precision
+        ),
+        (
+            'feature_missing_share_change',
+            {{ var('alert_missing_share_change_warn') }}::double precision,
+            {{ var('alert_missing_share_change_error') }}::double precision
+        )
+    ) as checks (metric, warn_threshold, error_threshold)
 
 ),
 
-feature_missing as (
+feature_alerts as (
 
     select
         'service' as entity_type,
         service_name as entity,
-        'feature_missing_share_change' as metric,
+        metric,
         '{{ var("drift_reference_days") }} days reference' as alert_window,
-        missing_share_change as observed_value,
+        observed_value,
         case
-            when {{ missing_share_status('missing_share_change', 'prediction_count') }} = 'drift'
-                then {{ var('alert_missing_share_change_error') }}
-            else {{ var('alert_missing_share_change_warn') }}
-        end::double precision as threshold,
-        case
-            when {{ missing_share_status('missing_share_change', 'prediction_count') }} = 'drift'
-                then 'error'
-            else 'warn'
-        end as severity,
+            when check_status = 'drift' then error_threshold else warn_threshold
+        end as threshold,
+        case when check_status = 'drift' then 'error' else 'warn' end as severity,
         drift_date::timestamptz as since,
         drift_date as alert_date,
-        'prediction type ' || prediction_type || ', feature ' || feature_name as detail
-    from feature_drift
-    where {{ missing_share_status('missing_share_change', 'prediction_count') }} != 'ok'
+        'prediction type ' || prediction_type || ', feature ' || feature_name as detail,
+        prediction_type,
+        feature_name,
+        null::text as segment_key,
+        null::text as segment_value,
+        null::bigint as labeled_count,
+        null::text as model_version
+    from feature_checks
+    where check_status != 'ok'
 
 ),
 
@@ -161,7 +177,13 @@ worst_segments as (
         last_date::timestamptz as since,
         last_date as alert_date,
         'prediction type ' || prediction_type || ', ' || segment_key || ' = ' || segment_value
-        || ' (' || scored_labeled_count || ' labeled)' as detail
+        || ' (' || scored_labeled_count || ' labeled)' as detail,
+        prediction_type,
+        null::text as feature_name,
+        segment_key,
+        segment_value,
+        scored_labeled_count as labeled_count,
+        null::text as model_version
     from segment_ranks
     where
         accuracy_rank = 1
@@ -182,7 +204,13 @@ estimated_accuracy as (
         metric_date::timestamptz as since,
         metric_date as alert_date,
         'prediction type ' || prediction_type || ', model version ' || model_version
-        || ' (' || round(100 * coalesce(labeled_share, 0)) || '% labeled)' as detail
+        || ' (' || round(100 * coalesce(labeled_share, 0)) || '% labeled)' as detail,
+        prediction_type,
+        null::text as feature_name,
+        null::text as segment_key,
+        null::text as segment_value,
+        labeled_count,
+        model_version
     from estimated
     where
         scored_count >= {{ estimated_min_predictions }}
@@ -192,9 +220,7 @@ estimated_accuracy as (
 
 final as (
 
-    select * from feature_psi
-    union all
-    select * from feature_missing
+    select * from feature_alerts
     union all
     select * from worst_segments
     union all

@@ -116,10 +116,23 @@ job_runs as (
 
 ),
 
-{# feature drift, worst segments, estimated performance (docs/requirements.md#alert-features) #}
+{# feature drift, worst segments, estimated performance (docs/requirements.md#alert-features):
+   the columns every alert has; those that locate a feature alert (prediction type, feature,
+   segment, model version) stay in mart_feature_alerts #}
 feature_alerts as (
 
-    select * from {{ ref('mart_feature_alerts') }}
+    select
+        entity_type,
+        entity,
+        metric,
+        alert_window,
+        observed_value,
+        threshold,
+        severity,
+        since,
+        alert_date,
+        detail
+    from {{ ref('mart_feature_alerts') }}
 
 ),
 

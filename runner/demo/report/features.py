@@ -100,11 +100,8 @@ def worst_segments(ctx: Context) -> Section:
             select
                 entity as service_name,
                 detail,
-                observed_value,
-                threshold,
-                -- detail: "prediction type T, KEY = VALUE (N labeled)"
-                substring(detail from '^prediction type ([^,]+),') as prediction_type,
-                substring(detail from ', ([^=]+) = ') as segment_key
+                prediction_type,
+                segment_key
             from ml_marts.mart_feature_alerts
             where metric = 'segment_accuracy'
         ),

@@ -73,3 +73,29 @@
         where created_at >= {{ recompute_from }}::timestamp at time zone 'UTC'
     {% endif %}
 {% endmacro %}
+
+{#
+    The predictions an incremental model that collects each day's values reads: every
+    prediction from the oldest day that received one since the model's watermark (its
+    last_ingested_at, recompute_from_date) on, however old that day, so that each rebuilt day
+    is whole; every prediction on a full refresh. Outcomes do not change a day's values, so the
+    model reads the predictions, not fct_prediction_outcomes (docs/requirements.md#incremental-marts).
+    Call it as the model's import of stg_ml_raw__predictions; the model's unique key is its
+    created_date.
+    Parameters: columns (the columns or expressions of stg_ml_raw__predictions to read: a
+    model that reads few of them keeps the others, such as context, out of its scan).
+    Example: predictions as ({{ collected_day_predictions(['created_date', 'context']) }})
+#}
+{% macro collected_day_predictions(columns) %}
+    select
+        {%- for column in columns %}
+            {{ column }} {{- "," if not loop.last }}
+        {%- endfor %}
+    from {{ ref('stg_ml_raw__predictions') }}
+    {% if is_incremental() %}
+        where
+            created_at >= {{ recompute_from_date(
+                ref('stg_ml_raw__predictions'), 'created_date', 'ingested_at'
+            ) }}::timestamp at time zone 'UTC'
+    {% endif %}
+{% endmacro %}

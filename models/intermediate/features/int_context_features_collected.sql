@@ -11,9 +11,10 @@
     boolean, as text; anything else (the key absent, null, an object, an array) is missing.
     Numbers beyond +-1e300 count as missing rather than overflow double precision.
 
-    A table, incremental by day: a run rebuilds every day that received a prediction since
-    this model's last_ingested_at, however old the day (replayed predictions reach their own
-    day). It reads the predictions only: outcomes do not change a day's inputs.
+    A table, incremental by day as int_feature_values_collected (collected_day_predictions): a
+    run rebuilds every day that received a prediction since this model's last_ingested_at,
+    however old the day (replayed predictions reach their own day). Outcomes do not change a
+    day's inputs.
 #}
 {{
     config(
@@ -34,19 +35,9 @@ with
 
 predictions as (
 
-    select
-        created_date,
-        service_name,
-        prediction_type,
-        context,
-        ingested_at
-    from {{ ref('stg_ml_raw__predictions') }}
-    {% if is_incremental() %}
-        where
-            created_at >= {{ recompute_from_date(
-                ref('stg_ml_raw__predictions'), 'created_date', 'ingested_at'
-            ) }}::timestamp at time zone 'UTC'
-    {% endif %}
+    {{ collected_day_predictions([
+        'created_date', 'service_name', 'prediction_type', 'context', 'ingested_at',
+    ]) }}
 
 ),
 

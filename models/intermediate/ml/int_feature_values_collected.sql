@@ -6,11 +6,11 @@
     index lookups instead of joining every value to each of the 29 days it is compared in.
 
     A table, not a view (the intermediate default): the drift mart looks days up by index.
-    Incremental by day: a run rebuilds every day that received a prediction since this
-    model's last_ingested_at, however old the day (predictions replayed after an outage reach
-    their own day, and the later days whose reference window holds it), and every later day.
-    It reads the predictions, not fct_prediction_outcomes: new outcomes leave the values
-    unchanged and should not rebuild their days.
+    Incremental by day (collected_day_predictions, as int_context_features_collected): a run
+    rebuilds every day from the oldest that received a prediction since this model's
+    last_ingested_at, however old (predictions replayed after an outage reach their own day,
+    and the later days whose reference window holds it). New outcomes leave the values
+    unchanged and rebuild nothing.
 #}
 {{
     config(
@@ -34,21 +34,10 @@ with
 
 predictions as (
 
-    select
-        created_date,
-        service_name,
-        prediction_type,
-        predicted_value,
-        confidence,
-        ingested_at,
-        coalesce(model_version, 'unversioned') as model_version
-    from {{ ref('stg_ml_raw__predictions') }}
-    {% if is_incremental() %}
-        where
-            created_at >= {{ recompute_from_date(
-                ref('stg_ml_raw__predictions'), 'created_date', 'ingested_at'
-            ) }}::timestamp at time zone 'UTC'
-    {% endif %}
+    {{ collected_day_predictions([
+        'created_date', 'service_name', 'prediction_type', 'predicted_value', 'confidence',
+        'ingested_at', "coalesce(model_version, 'unversioned') as model_version",
+    ]) }}
 
 ),
 

@@ -101,6 +101,10 @@ current_days as (
 reference_windows as (
 
     select
+        {{ surrogate_key([
+            'current_days.created_date', 'current_days.service_name',
+            'current_days.prediction_type', 'current_days.feature_name',
+        ]) }} as feature_drift_daily_id,
         current_days.created_date as drift_date,
         current_days.service_name,
         current_days.prediction_type,
@@ -221,35 +225,22 @@ categorical_measured as (
 
 ),
 
+{# A feature has one kind, so at most one of the two measurements joins. #}
 measured as (
 
     select
-        drift_date,
-        service_name,
-        prediction_type,
-        feature_name,
-        bin_count,
-        psi,
-        js_distance,
-        ks_statistic,
-        null::integer as new_category_count,
-        null::integer as vanished_category_count
-    from numeric_measured
-
-    union all
-
-    select
-        drift_date,
-        service_name,
-        prediction_type,
-        feature_name,
-        bin_count,
-        psi,
-        js_distance,
-        null::double precision as ks_statistic,
-        new_category_count,
-        vanished_category_count
-    from categorical_measured
+        reference_windows.*,
+        numeric_measured.ks_statistic,
+        categorical_measured.new_category_count,
+        categorical_measured.vanished_category_count,
+        coalesce(numeric_measured.bin_count, categorical_measured.bin_count) as bin_count,
+        coalesce(numeric_measured.psi, categorical_measured.psi) as psi,
+        coalesce(numeric_measured.js_distance, categorical_measured.js_distance) as js_distance
+    from reference_windows
+    left join numeric_measured
+        on reference_windows.feature_drift_daily_id = numeric_measured.feature_drift_daily_id
+    left join categorical_measured
+        on reference_windows.feature_drift_daily_id = categorical_measured.feature_drift_daily_id
 
 ),
 
@@ -257,60 +248,51 @@ measured as (
 final as (
 
     select
-        {{ surrogate_key([
-            'reference_windows.drift_date', 'reference_windows.service_name',
-            'reference_windows.prediction_type', 'reference_windows.feature_name',
-        ]) }} as feature_drift_daily_id,
-        reference_windows.drift_date,
-        reference_windows.service_name,
-        reference_windows.prediction_type,
-        reference_windows.feature_name,
-        reference_windows.feature_kind,
-        reference_windows.reference_kind,
-        reference_windows.reference_start_date,
-        reference_windows.reference_end_date,
-        reference_windows.reference_prediction_count,
-        reference_windows.reference_count,
-        reference_windows.prediction_count,
-        reference_windows.current_count,
+        measured.feature_drift_daily_id,
+        measured.drift_date,
+        measured.service_name,
+        measured.prediction_type,
+        measured.feature_name,
+        measured.feature_kind,
+        measured.reference_kind,
+        measured.reference_start_date,
+        measured.reference_end_date,
+        measured.reference_prediction_count,
+        measured.reference_count,
+        measured.prediction_count,
+        measured.current_count,
         measured.bin_count,
-        case when not reference_windows.is_in_reference then measured.psi end as psi,
-        case when not reference_windows.is_in_reference then measured.js_distance end
+        case when not measured.is_in_reference then measured.psi end as psi,
+        case when not measured.is_in_reference then measured.js_distance end
             as js_distance,
-        case when not reference_windows.is_in_reference then measured.ks_statistic end
+        case when not measured.is_in_reference then measured.ks_statistic end
             as ks_statistic,
-        case when not reference_windows.is_in_reference then measured.new_category_count end
+        case when not measured.is_in_reference then measured.new_category_count end
             as new_category_count,
         case
-            when not reference_windows.is_in_reference then measured.vanished_category_count
+            when not measured.is_in_reference then measured.vanished_category_count
         end as vanished_category_count,
         missing_shares.missing_share,
         missing_shares.reference_missing_share,
         missing_shares.missing_share - missing_shares.reference_missing_share
             as missing_share_change,
         {{ feature_drift_status(
-            'case when not reference_windows.is_in_reference then measured.psi end',
-            'reference_windows.current_count',
+            'case when not measured.is_in_reference then measured.psi end',
+            'measured.current_count',
             'missing_shares.missing_share - missing_shares.reference_missing_share',
-            'reference_windows.prediction_count',
+            'measured.prediction_count',
         ) }} as drift_status,
-        reference_windows.last_ingested_at
-    from reference_windows
-    left join measured
-        on
-            reference_windows.drift_date = measured.drift_date
-            and reference_windows.service_name = measured.service_name
-            and reference_windows.prediction_type = measured.prediction_type
-            and reference_windows.feature_name = measured.feature_name
+        measured.last_ingested_at
+    from measured
     cross join
         lateral (  -- noqa: ST05
             select
-                reference_windows.missing_count::double precision
-                / reference_windows.prediction_count as missing_share,
-                case when not reference_windows.is_in_reference then
+                measured.missing_count::double precision
+                / measured.prediction_count as missing_share,
+                case when not measured.is_in_reference then
                     {{ safe_divide(
-                        'reference_windows.reference_missing_count',
-                        'reference_windows.reference_prediction_count'
+                        'measured.reference_missing_count',
+                        'measured.reference_prediction_count'
                     ) }}
                 end as reference_missing_share
         ) as missing_shares

@@ -66,7 +66,7 @@ def feature_drift(ctx: Context) -> Section:
                        [psi_error, f"{psi_error:g} drift", "#d64545"]],
     }
     alerts = ctx.rows("""
-        select alert_date, entity, detail, metric, observed_value, severity
+        select alert_date, entity, prediction_type, feature_name, metric, observed_value, severity
         from ml_marts.mart_feature_alerts
         where metric in ('feature_psi', 'feature_missing_share_change')
         order by severity = 'error' desc, observed_value desc
@@ -74,12 +74,13 @@ def feature_drift(ctx: Context) -> Section:
     """)
     columns = [
         {"key": "day", "label": "day"}, {"key": "service", "label": "service", "fmt": "service"},
-        {"key": "feature", "label": "feature"}, {"key": "metric", "label": "metric"},
+        {"key": "type", "label": "prediction type"}, {"key": "feature", "label": "feature"},
+        {"key": "metric", "label": "metric"},
         {"key": "value", "label": "value", "num": True, "fmt": "number"},
         {"key": "severity", "label": "severity"},
     ]
-    rows = [{"day": a["alert_date"], "service": a["entity"], "feature": a["detail"],
-             "metric": a["metric"], "value": _float(a["observed_value"]),
+    rows = [{"day": a["alert_date"], "service": a["entity"], "type": a["prediction_type"],
+             "feature": a["feature_name"], "metric": a["metric"], "value": _float(a["observed_value"]),
              "severity": a["severity"], "_service": a["entity"]} for a in alerts]
     return Section(
         "feature_drift", "Input feature drift (PSI per day)",
@@ -99,9 +100,9 @@ def worst_segments(ctx: Context) -> Section:
         with segment_alerts as (
             select
                 entity as service_name,
-                detail,
                 prediction_type,
-                segment_key
+                segment_key,
+                segment_value as alerted_value
             from ml_marts.mart_feature_alerts
             where metric = 'segment_accuracy'
         ),
@@ -113,7 +114,9 @@ def worst_segments(ctx: Context) -> Section:
 
         select
             segment_alerts.service_name,
-            segment_alerts.detail,
+            segment_alerts.prediction_type,
+            segment_alerts.segment_key,
+            segment_alerts.alerted_value,
             segments.segment_value,
             sum(segments.prediction_count) as predictions,
             sum(segments.scored_labeled_count) as labeled,
@@ -125,8 +128,12 @@ def worst_segments(ctx: Context) -> Section:
                 segment_alerts.service_name = segments.service_name
                 and segment_alerts.prediction_type = segments.prediction_type
                 and segment_alerts.segment_key = segments.segment_key
-        group by segment_alerts.service_name, segment_alerts.detail, segments.segment_value
-        order by segment_alerts.service_name, segment_alerts.detail, accuracy nulls last
+        group by
+            segment_alerts.service_name, segment_alerts.prediction_type,
+            segment_alerts.segment_key, segment_alerts.alerted_value, segments.segment_value
+        order by
+            segment_alerts.service_name, segment_alerts.prediction_type,
+            segment_alerts.segment_key, accuracy nulls last
     """)
     columns = [
         {"key": "service", "label": "service", "fmt": "service"},
@@ -136,7 +143,8 @@ def worst_segments(ctx: Context) -> Section:
         {"key": "labeled", "label": "labeled", "num": True, "fmt": "count"},
         {"key": "accuracy", "label": "accuracy", "num": True, "fmt": "percent"},
     ]
-    table_rows = [{"service": r["service_name"], "alert": r["detail"],
+    table_rows = [{"service": r["service_name"],
+                   "alert": f"{r['prediction_type']}, {r['segment_key']} = {r['alerted_value']}",
                    "segment": r["segment_value"], "predictions": r["predictions"],
                    "labeled": r["labeled"], "accuracy": _float(r["accuracy"]),
                    "_service": r["service_name"]} for r in rows]

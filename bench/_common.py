@@ -47,6 +47,19 @@ def bench_server(
             shutil.rmtree(home, ignore_errors=True)
 
 
+def prepare_warehouse(info: db.ConnInfo, server: db.EmbeddedServer | None, home: Path) -> None:
+    """Migrated to head, with the partitions and the seeds (ml_ref): the database the writer's
+    benches write into, as production's (dbt's files under `home`)."""
+    from runner.dbt import Dbt
+    from runner.migrations import migrate_to_head
+    from runner.partitions import ensure_partitions
+
+    migrate_to_head(info)
+    dbt = Dbt(db.as_role(info, db.OWNER, server), target_path=home / "target", quiet=True)
+    ensure_partitions(info, dbt=dbt)
+    assert dbt.invoke(["seed"]).ok, "dbt seed failed"
+
+
 def scratch_database(admin: db.ConnInfo, name: str, *, migrate: bool = True) -> db.ConnInfo:
     """Database `name` on admin's server, new (any previous one is dropped), migrated to head
     unless told not to."""

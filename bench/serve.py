@@ -29,6 +29,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,10 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import prepare_warehouse  # noqa: E402
 from bench.ingest import PAIRS, count, one_service_writer, rows, seed_style, truncate  # noqa: E402
 from runner import db  # noqa: E402
-from runner.migrations import migrate_to_head  # noqa: E402
-from runner.partitions import ensure_partitions  # noqa: E402
 from runner.serve.auth import create_key  # noqa: E402
 
 SERVICE, KIND = PAIRS[0]
@@ -155,14 +155,8 @@ def main() -> int:
     info = server.conninfo()
     proc = None
     try:
-        migrate_to_head(info)
-        from runner.dbt import Dbt
-
-        owner = db.as_role(info, db.OWNER, server)
-        dbt = Dbt(owner, target_path=home / "target", quiet=True)
-        ensure_partitions(info, dbt=dbt)
-        assert dbt.invoke(["seed"]).ok, "dbt seed failed"
-        key = create_key(owner, SERVICE)[1]
+        prepare_warehouse(info, server, home)
+        key = create_key(db.as_role(info, db.OWNER, server), SERVICE)[1]
         results: dict[str, tuple[int, float]] = {}
 
         truncate(info)
@@ -215,6 +209,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(60)
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

@@ -55,7 +55,7 @@ FILL = """
     )
     select gen_random_uuid(), now() - (i %% 3600) * interval '1 second', 'oracle',
         'code-quality', 'fill', (i %% 100) / 100.0, 0.9
-    from generate_series(%s, %s) as i
+    from generate_series(%s::int, %s::int) as i
 """
 WRITE = """
     insert into ml_raw.ml_predictions (
@@ -142,7 +142,10 @@ class Writers:
 
 
 def run(info: db.ConnInfo, writers: int, seconds: float) -> None:
-    config = load_config(_config_file())
+    with tempfile.TemporaryDirectory(prefix="mlwh-bench-maintain-") as directory:
+        path = Path(directory) / "maintenance.yml"
+        path.write_text(CONFIG)
+        config = load_config(path)
     pool = Writers(info, writers)
     say(f"baseline: {writers} writers for {seconds:g} s ...")
     pool.run("base")
@@ -191,12 +194,6 @@ def _lost(info: db.ConnInfo, phases: dict[str, list[int]]) -> list[str]:
                 if got != expected:
                     lost.append(f"{tag}-{n}: {expected - got} of {expected}")
     return lost
-
-
-def _config_file() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="mlwh-bench-maintain-")) / "maintenance.yml"
-    path.write_text(CONFIG)
-    return path
 
 
 def main() -> int:

@@ -36,19 +36,18 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from runner import db
-from runner.migrations import migrate_to_head
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import bench_server, say  # noqa: E402
+from runner import db  # noqa: E402
+from runner.migrations import migrate_to_head  # noqa: E402
+
 MLWH = str(Path(sys.executable).parent / "mlwh")
 COMMANDS = {
     "mlwh dbt run": (["dbt", "run", "--quiet", "--select", "staging"], "run_results.json"),
     "mlwh check": (["check", "--json"], "sources.json"),
 }
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 def _first_node_start(artifact: Path) -> float:
@@ -97,8 +96,8 @@ def run(home: Path, repeat: int) -> None:
         if key not in db.PG_ENV_VARS and key not in ("PGPASSWORD", "MLWH_DATABASE_URL")
     }
     env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
-    _say(f"floor (interpreter + imports): {floor(repeat):.2f} s")
-    _say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10} {'warm cpu s':>11}")
+    say(f"floor (interpreter + imports): {floor(repeat):.2f} s")
+    say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10} {'warm cpu s':>11}")
     for name, (args, artifact) in COMMANDS.items():
         cold, warm, cpu = [], [], []
         for _ in range(repeat):
@@ -110,24 +109,18 @@ def run(home: Path, repeat: int) -> None:
             cpu.append(cpu_seconds)
             shutil.rmtree(target)
         c, w = statistics.median(cold), statistics.median(warm)
-        _say(f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f} {statistics.median(cpu):>11.2f}")
-    _say(f"(median of {repeat}; warm target: at most 3 s before the first node)")
+        say(f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f} {statistics.median(cpu):>11.2f}")
+    say(f"(median of {repeat}; warm target: at most 3 s before the first node)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="cold/warm pairs per command")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-dbt-"))
-    server = db.EmbeddedServer(home)
-    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
-    server.start()
-    try:
+    with bench_server() as (_, server):
+        assert server is not None
         migrate_to_head(server.conninfo())
-        run(home, args.repeat)
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        run(server.home, args.repeat)
     return 0
 
 

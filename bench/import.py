@@ -26,17 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from psycopg import sql
 
-from runner import db
-from runner.importer import import_database
-from runner.ingest.bulk import load_file
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import bench_server, say, scratch_database  # noqa: E402
+from runner import db  # noqa: E402
+from runner.importer import import_database  # noqa: E402
+from runner.ingest.bulk import load_file  # noqa: E402
+
 SCHEMA = ROOT / "pytests" / "fixtures" / "seed001_schema.sql"
 SOURCE_DB, WAREHOUSE_DB = "mlwh_bench_import_source", "mlwh_bench_import"
 SERVICES = ("code-roach", "oracle", "daisy-chain", "first-mate", "game-app", "ai-gm")
@@ -64,20 +68,9 @@ SERVICE_SQL = {
 }
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
-def _fresh(admin: db.ConnInfo, name: str) -> db.ConnInfo:
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return admin.with_dbname(name)
-
-
 def _source(admin: db.ConnInfo, rows: int) -> tuple[db.ConnInfo, int]:
     """The former writer's database; returns it and its number of rows."""
-    info = _fresh(admin, SOURCE_DB)
+    info = scratch_database(admin, SOURCE_DB, migrate=False)
     with db.connect(info) as conn:
         conn.execute(SCHEMA.read_text())
         conn.execute(UNIFIED_SQL, {"services": list(SERVICES), "types": list(TYPES), "rows": rows})
@@ -99,14 +92,6 @@ def _source(admin: db.ConnInfo, rows: int) -> tuple[db.ConnInfo, int]:
     return info, total
 
 
-def _warehouse(admin: db.ConnInfo) -> db.ConnInfo:
-    info = _fresh(admin, WAREHOUSE_DB)
-    from runner.migrations import migrate_to_head
-
-    migrate_to_head(info)
-    return info
-
-
 def _import(source: db.ConnInfo, warehouse: db.ConnInfo, spool: Path) -> float:
     """`mlwh import` of the source into the warehouse (its steps and summary printed)."""
     started = time.monotonic()
@@ -116,14 +101,14 @@ def _import(source: db.ConnInfo, warehouse: db.ConnInfo, spool: Path) -> float:
 
 
 def run(admin: db.ConnInfo, rows: int, spool: Path) -> None:
-    _say(f"building the source: {rows:,} unified rows and their service rows ...")
+    say(f"building the source: {rows:,} unified rows and their service rows ...")
     source, total = _source(admin, rows)
-    warehouse = _warehouse(admin)
-    _say(f"source: {total:,} rows")
+    warehouse = scratch_database(admin, WAREHOUSE_DB)
+    say(f"source: {total:,} rows")
     first = _import(source, warehouse, spool)
-    _say(f"import   {first:7.1f} s  {total / first:9,.0f} source rows/s")
+    say(f"import   {first:7.1f} s  {total / first:9,.0f} source rows/s")
     again = _import(source, warehouse, spool)
-    _say(f"again    {again:7.1f} s  {total / again:9,.0f} source rows/s (nothing new)")
+    say(f"again    {again:7.1f} s  {total / again:9,.0f} source rows/s (nothing new)")
 
     path = spool / "unified.jsonl"
     with db.connect(source) as conn, path.open("w") as out:
@@ -144,9 +129,9 @@ def run(admin: db.ConnInfo, rows: int, spool: Path) -> None:
     started = time.monotonic()
     loaded = load_file(path, info=warehouse, progress=False, spill_dir=spool)
     seconds = time.monotonic() - started
-    _say(f"ingest   {seconds:7.1f} s  {loaded.lines / seconds:9,.0f} file rows/s "
+    say(f"ingest   {seconds:7.1f} s  {loaded.lines / seconds:9,.0f} file rows/s "
          f"(baseline: {loaded.loaded:,} predictions, {loaded.outcomes:,} outcomes)")
-    _say(f"import / ingest, per source row: {(total / first) / (loaded.lines / seconds):.2f}")
+    say(f"import / ingest, per source row: {(total / first) / (loaded.lines / seconds):.2f}")
 
 
 def main() -> int:
@@ -159,17 +144,8 @@ def main() -> int:
     args = parser.parse_args()
     spool = Path(tempfile.mkdtemp(prefix="mlwh-bench-import-"))
     try:
-        if args.use_target:
-            run(db.ensure_running().with_dbname("postgres"), args.rows, spool)
-            return 0
-        home = spool / "home"
-        server = db.EmbeddedServer(home)
-        _say(f"starting a temporary embedded PostgreSQL in {home} ...")
-        server.start()
-        try:
-            run(server.conninfo("postgres"), args.rows, spool)
-        finally:
-            server.stop()
+        with bench_server(args.use_target, home=spool / "home") as (admin, _):
+            run(admin, args.rows, spool)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
     return 0

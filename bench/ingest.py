@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -52,11 +53,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import prepare_warehouse  # noqa: E402
 from runner import db  # noqa: E402
 from runner.ingest import Writer, uuid7  # noqa: E402
 from runner.ingest.writer import DEFAULT_BATCH_SIZE  # noqa: E402
-from runner.migrations import migrate_to_head  # noqa: E402
-from runner.partitions import ensure_partitions  # noqa: E402
 
 COLUMNS = (
     "prediction_id, created_at, service_name, prediction_type, predicted_value, confidence, "
@@ -248,12 +248,7 @@ def main() -> int:
         server = db.EmbeddedServer(home)
         server.start()
         info = server.conninfo()
-        migrate_to_head(info)
-        from runner.dbt import Dbt
-
-        dbt = Dbt(db.as_role(info, db.OWNER, server), target_path=home / "target", quiet=True)
-        ensure_partitions(info, dbt=dbt)
-        assert dbt.invoke(["seed"]).ok, "dbt seed failed"
+        prepare_warehouse(info, server, home)
     try:
         results = {}
         truncate(info)
@@ -346,6 +341,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

@@ -25,7 +25,7 @@ against the database `mlwh` would use (db.resolve()) in a scratch database inste
 from __future__ import annotations
 
 import argparse
-import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -35,8 +35,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from runner import db, maintenance, migrations
-from runner.maintenance.config import load_config
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import bench_server, say, scratch_database  # noqa: E402
+from runner import db, maintenance  # noqa: E402
+from runner.maintenance.config import load_config  # noqa: E402
 
 BENCH_DB = "mlwh_bench_maintain"
 BATCH = 50
@@ -52,7 +55,7 @@ FILL = """
     )
     select gen_random_uuid(), now() - (i %% 3600) * interval '1 second', 'oracle',
         'code-quality', 'fill', (i %% 100) / 100.0, 0.9
-    from generate_series(%s, %s) as i
+    from generate_series(%s::int, %s::int) as i
 """
 WRITE = """
     insert into ml_raw.ml_predictions (
@@ -64,18 +67,9 @@ WRITE = """
 """
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 def _prepare_database(admin: db.ConnInfo, rows: int) -> db.ConnInfo:
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DB))
-        )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DB)))
-    info = admin.with_dbname(BENCH_DB)
-    migrations.migrate_to_head(info)
+    """The scratch database, its partitions, and today's filled with `rows` (a third deleted)."""
+    info = scratch_database(admin, BENCH_DB)
     from runner.partitions import ensure_partitions
 
     ensure_partitions(info)
@@ -88,7 +82,7 @@ def _prepare_database(admin: db.ConnInfo, rows: int) -> db.ConnInfo:
         ).fetchone()[0]
         today = sql.Identifier("ml_raw", name)
         conn.execute(sql.SQL("alter table {} set (autovacuum_enabled = false)").format(today))
-        _say(f"filling ml_raw.{name} with {rows:,} predictions ...")
+        say(f"filling ml_raw.{name} with {rows:,} predictions ...")
         started = time.monotonic()
         step = 500_000
         for low in range(1, rows + 1, step):
@@ -101,7 +95,7 @@ def _prepare_database(admin: db.ConnInfo, rows: int) -> db.ConnInfo:
         except psycopg.errors.UniqueViolation:
             pass  # the failure is the point: it leaves an invalid index behind
         size = conn.execute("select pg_size_pretty(pg_database_size(current_database()))")
-        _say(f"  done in {time.monotonic() - started:.0f} s; database {size.fetchone()[0]}")
+        say(f"  done in {time.monotonic() - started:.0f} s; database {size.fetchone()[0]}")
     return info
 
 
@@ -148,18 +142,21 @@ class Writers:
 
 
 def run(info: db.ConnInfo, writers: int, seconds: float) -> None:
-    config = load_config(_config_file())
+    with tempfile.TemporaryDirectory(prefix="mlwh-bench-maintain-") as directory:
+        path = Path(directory) / "maintenance.yml"
+        path.write_text(CONFIG)
+        config = load_config(path)
     pool = Writers(info, writers)
-    _say(f"baseline: {writers} writers for {seconds:g} s ...")
+    say(f"baseline: {writers} writers for {seconds:g} s ...")
     pool.run("base")
     time.sleep(seconds)
     base_rate = pool.finish()
     base_rows = list(pool.written)
-    _say(f"maintenance --apply with {writers} writers ...")
+    say(f"maintenance --apply with {writers} writers ...")
     pool.run("maint")
     time.sleep(1.0)
     t0 = time.monotonic()
-    result = maintenance.run(info, config, apply=True, force=True, progress=_say)
+    result = maintenance.run(info, config, apply=True, force=True, progress=say)
     t1 = time.monotonic()
     took = t1 - t0
     time.sleep(1.0)
@@ -172,17 +169,17 @@ def run(info: db.ConnInfo, writers: int, seconds: float) -> None:
               if f.action_status == "failed"]  # fmt: skip
     lock_timeout = config.tasks["lock_timeout_ms"] / 1000
     longest = max((wait for ended, wait in pool.batches if t0 <= ended), default=0.0)
-    _say("")
-    _say(f"maintenance: {took:.1f} s, {len(result.findings)} findings, {fixed} fixed, "
+    say("")
+    say(f"maintenance: {took:.1f} s, {len(result.findings)} findings, {fixed} fixed, "
          f"{len(failed)} actions failed ({result.status})")  # fmt: skip
     for line in failed:
-        _say(f"  failed: {line}")
-    _say(f"writers without maintenance: {base_rate:,.0f} rows/s")
-    _say(f"writers during maintenance:  {during_rate:,.0f} rows/s")
+        say(f"  failed: {line}")
+    say(f"writers without maintenance: {base_rate:,.0f} rows/s")
+    say(f"writers during maintenance:  {during_rate:,.0f} rows/s")
     ratio = during_rate / base_rate if base_rate else 0.0
-    _say(f"ratio {ratio:.2f} ({'meets' if ratio >= 0.8 else 'MISSES'} the target of 0.8)")
-    _say(f"longest batch during maintenance {longest:.2f} s (lock_timeout {lock_timeout:g} s)")
-    _say("rows lost: " + (", ".join(lost) if lost else "none"))
+    say(f"ratio {ratio:.2f} ({'meets' if ratio >= 0.8 else 'MISSES'} the target of 0.8)")
+    say(f"longest batch during maintenance {longest:.2f} s (lock_timeout {lock_timeout:g} s)")
+    say("rows lost: " + (", ".join(lost) if lost else "none"))
 
 
 def _lost(info: db.ConnInfo, phases: dict[str, list[int]]) -> list[str]:
@@ -199,12 +196,6 @@ def _lost(info: db.ConnInfo, phases: dict[str, list[int]]) -> list[str]:
     return lost
 
 
-def _config_file() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="mlwh-bench-maintain-")) / "maintenance.yml"
-    path.write_text(CONFIG)
-    return path
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="predictions to fill")
@@ -216,19 +207,8 @@ def main() -> int:
         help="use the server mlwh resolves to (scratch database) instead of a temporary one",
     )
     args = parser.parse_args()
-    if args.use_target:
-        admin = db.ensure_running().with_dbname("postgres")
+    with bench_server(args.use_target) as (admin, _):
         run(_prepare_database(admin, args.rows), args.writers, args.seconds)
-        return 0
-    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))
-    server = db.EmbeddedServer(home)
-    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
-    server.start()
-    try:
-        run(_prepare_database(server.conninfo("postgres"), args.rows), args.writers, args.seconds)
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

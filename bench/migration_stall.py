@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg import sql
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner import db, migrations
-from runner.errors import MlwhError
+from bench._common import bench_server, say, scratch_database  # noqa: E402
+from runner import db, migrations  # noqa: E402
+from runner.errors import MlwhError  # noqa: E402
 
 BENCH_DB = "mlwh_bench_migration_stall"
 STALL_SECONDS = 0.5
@@ -55,10 +57,6 @@ INSERT = """
 """
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 @dataclass
 class Outcome:
     label: str
@@ -73,13 +71,7 @@ class Outcome:
 
 
 def _prepare_database(admin: db.ConnInfo) -> db.ConnInfo:
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DB))
-        )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DB)))
-    info = admin.with_dbname(BENCH_DB)
-    migrations.migrate_to_head(info)
+    info = scratch_database(admin, BENCH_DB)
     with db.connect(info, autocommit=True) as conn:
         for _ in range(10):  # something for the long query to read
             conn.execute(INSERT)
@@ -129,12 +121,12 @@ def scenario(
     time.sleep(0.5)  # the query holds its ACCESS SHARE lock by now
     said: list[str] = []
     engine = migrations.MigrationEngine(info, directory, lock_timeout=lock_timeout, say=said.append)
-    _say(f"{label}: migrating behind a {hold:g} s read query ...")
+    say(f"{label}: migrating behind a {hold:g} s read query ...")
     started = time.monotonic()
     try:
         applied = bool(engine.migrate())
     except MlwhError as exc:
-        _say(f"  the migration gave up: {exc}")
+        say(f"  the migration gave up: {exc}")
         applied = False
     elapsed = time.monotonic() - started
     reader.join()
@@ -167,31 +159,31 @@ def run(info: db.ConnInfo, hold: float, writers: int, lock_timeout: float, basel
         ]
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    _say("")
-    _say(
+    say("")
+    say(
         f"migration behind a {hold:g} s read query on ml_raw.ml_predictions, {writers} writers "
         f"(PostgreSQL {info.where}, database {info.dbname}, {migrations.DEFAULT_RETRIES} retries)"
     )
     stalls = f"stalls > {STALL_SECONDS:g} s"
-    _say(
+    say(
         f"{'setting':<30}{'migration':>11}{'attempts':>10}{'longest stall':>15}"
         f"{stalls:>16}{'stalled':>10}{'rows written':>14}"
     )
     for r in results:
         took = f"{r.migration_seconds:.1f} s" + ("" if r.applied else " (!)")
-        _say(
+        say(
             f"{r.label:<30}{took:>11}{r.attempts:>10}{r.longest_stall:>13.2f} s{r.stalls:>16}"
             f"{r.stalled_seconds:>8.1f} s{r.rows:>14,}"
         )
     old, new = results
     ratio = old.longest_stall / max(new.longest_stall, 1e-9)
     verdict = "meets" if new.longest_stall <= new.lock_timeout * 1.5 else "MISSES"
-    _say(
+    say(
         f"longest writer stall {new.longest_stall:.2f} s against {old.longest_stall:.2f} s: "
         f"{ratio:.1f}x shorter ({verdict} the target of about {new.lock_timeout:g} s per attempt)"
     )
     if not all(r.applied for r in results):
-        _say("(!) the migration gave up: raise --lock-retries, or lower --hold")
+        say("(!) the migration gave up: raise --lock-retries, or lower --hold")
 
 
 def main() -> int:
@@ -212,19 +204,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     settings = (args.hold, args.writers, args.lock_timeout, args.baseline_lock_timeout)
-    if args.use_target:
-        admin = db.ensure_running().with_dbname("postgres")
+    with bench_server(args.use_target) as (admin, _):
         run(_prepare_database(admin), *settings)
-        return 0
-    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))
-    server = db.EmbeddedServer(home)
-    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
-    server.start()
-    try:
-        run(_prepare_database(server.conninfo("postgres")), *settings)
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

@@ -27,35 +27,19 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from psycopg import sql
 
-from runner import db
-from runner.models import ModelRepository, RepositoryConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import bench_server, say, scratch_database  # noqa: E402
+from runner import db  # noqa: E402
+from runner.models import ModelRepository, RepositoryConfig  # noqa: E402
 
 BENCH_DB = "mlwh_bench_models"
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
-def _prepare_database(admin: db.ConnInfo) -> db.ConnInfo:
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DB))
-        )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DB)))
-    info = admin.with_dbname(BENCH_DB)
-    from runner.migrations import migrate_to_head
-
-    migrate_to_head(info)
-    return info
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -83,7 +67,7 @@ def bench_embeddings(
     started = time.perf_counter()
     repo.batch_save_embeddings(((kind, f"e{i}", p) for i, p in enumerate(points)))
     elapsed = time.perf_counter() - started
-    _say(f"{kind}: saved {n:,} vectors of {dim} dimensions in {elapsed:.1f} s "
+    say(f"{kind}: saved {n:,} vectors of {dim} dimensions in {elapsed:.1f} s "
          f"({n / elapsed:,.0f}/s, COPY and HNSW build)")  # fmt: skip
     unit = points / np.linalg.norm(points, axis=1, keepdims=True)
     asked = make(rng, queries, dim)
@@ -95,7 +79,7 @@ def bench_embeddings(
         t0 = time.perf_counter()
         repo.search_embeddings(kind, q, 10, exact=True)
         exact.append(time.perf_counter() - t0)
-    _say(f"{kind}: exact=True (baseline, {len(exact)} queries): p50 {_ms(exact, 50):.1f} ms, "
+    say(f"{kind}: exact=True (baseline, {len(exact)} queries): p50 {_ms(exact, 50):.1f} ms, "
          f"p95 {_ms(exact, 95):.1f} ms")  # fmt: skip
     for ef in [repo.config.ef_search if v is None else v for v in ef_values]:
         recalls, hnsw = [], []
@@ -107,7 +91,7 @@ def bench_embeddings(
         recall = float(np.mean(recalls))
         verdict = "meets" if recall >= 0.95 else "MISSES"
         default = " (default)" if ef == repo.config.ef_search else ""
-        _say(f"{kind}: ef_search {ef}{default}: top-10 recall {recall:.3f} against exact numpy "
+        say(f"{kind}: ef_search {ef}{default}: top-10 recall {recall:.3f} against exact numpy "
              f"search over {queries} queries ({verdict} >= 0.95); HNSW p50 {_ms(hnsw, 50):.2f} "
              f"ms, p95 {_ms(hnsw, 95):.2f} ms")  # fmt: skip
 
@@ -144,20 +128,20 @@ def bench_cache(repo: ModelRepository, info: db.ConnInfo, admin: db.ConnInfo, en
     returned = sum(repo.get_cached_predictions(f"key_{i}") is not None for i in range(1, expired + 1))
     ratio = _ms(gets, 99) / _ms(selects, 99)
     verdict = "meets" if ratio <= 2 else "MISSES"
-    _say(f"cache of {entries:,} entries ({expired:,} expired): {len(keys):,} gets of live keys")
-    _say(f"get_cached_predictions  p50 {_ms(gets, 50):.3f} ms, p99 {_ms(gets, 99):.3f} ms   "
+    say(f"cache of {entries:,} entries ({expired:,} expired): {len(keys):,} gets of live keys")
+    say(f"get_cached_predictions  p50 {_ms(gets, 50):.3f} ms, p99 {_ms(gets, 99):.3f} ms   "
          f"plain SELECT by key: p50 {_ms(selects, 50):.3f} ms, p99 {_ms(selects, 99):.3f} ms   "
          f"p99 ratio {ratio:.2f}x ({verdict} the <= 2x target)")  # fmt: skip
-    _say(f"expired entries returned: {returned} of {expired:,} looked up")
+    say(f"expired entries returned: {returned} of {expired:,} looked up")
 
 
 def run(admin: db.ConnInfo, server: db.EmbeddedServer | None, args: argparse.Namespace) -> None:
     info = db.as_role(admin, db.MODELS, server)
-    _say(f"PostgreSQL {info.where}, database {info.dbname}, as {info.user}")
+    say(f"PostgreSQL {info.where}, database {info.dbname}, as {info.user}")
     config = RepositoryConfig(pool_size=2, max_overflow=2, query_timeout=600)
     with ModelRepository(info, config=config) as repo:
         if repo.vector_schema is None:
-            _say("pgvector is not installed here: every search is exact")
+            say("pgvector is not installed here: every search is exact")
         for kind in args.kinds.split(","):
             bench_embeddings(repo, args.vectors, args.dim, args.queries, kind, args.ef_search)
         if not args.skip_cache:
@@ -182,20 +166,8 @@ def main() -> int:
         help="use the server mlwh resolves to (scratch database) instead of a temporary one",
     )
     args = parser.parse_args()
-    if args.use_target:
-        target = db.resolve()
-        target.start()
-        run(_prepare_database(target.conninfo().with_dbname("postgres")), target.server, args)
-        return 0
-    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))
-    server = db.EmbeddedServer(home)
-    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
-    server.start()
-    try:
-        run(_prepare_database(server.conninfo("postgres")), server, args)
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    with bench_server(args.use_target) as (admin, server):
+        run(scratch_database(admin, BENCH_DB), server, args)
     return 0
 
 

@@ -24,8 +24,7 @@ against the database `mlwh` would use (db.resolve()) in a scratch database inste
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from runner import db
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import bench_server, say, scratch_database  # noqa: E402
+from runner import db  # noqa: E402
 
 BENCH_DB = "mlwh_bench_retention"
 TABLES = {
@@ -41,23 +43,6 @@ TABLES = {
     "archive": "predictions_archive",
     "delete": "predictions_delete",
 }
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
-def _prepare_database(admin: db.ConnInfo) -> db.ConnInfo:
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BENCH_DB))
-        )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(BENCH_DB)))
-    info = admin.with_dbname(BENCH_DB)
-    from runner.migrations import migrate_to_head
-
-    migrate_to_head(info)
-    return info
 
 
 def _create_copy(conn: psycopg.Connection, table: str, days: list[datetime]) -> None:
@@ -150,11 +135,11 @@ def run(info: db.ConnInfo, rows: int) -> None:
         conn.execute("create schema bench")
         for table in TABLES.values():
             _create_copy(conn, table, [expired, today])
-            _say(f"loading {rows:,} expired rows (+1,000 current) into bench.{table} ...")
+            say(f"loading {rows:,} expired rows (+1,000 current) into bench.{table} ...")
             started = time.perf_counter()
             _load(conn, table, expired, rows)
             _load(conn, table, today, 1000)
-            _say(f"  loaded in {time.perf_counter() - started:.1f} s")
+            say(f"  loaded in {time.perf_counter() - started:.1f} s")
             conn.execute(sql.SQL("vacuum analyze {}").format(sql.Identifier("bench", table)))
 
         before = {label: _size(conn, table) for label, table in TABLES.items()}
@@ -201,14 +186,14 @@ def run(info: db.ConnInfo, rows: int) -> None:
         before["+vacuum"] = after["delete"]
         remaining["+vacuum"] = remaining["delete"]
 
-    _say("")
-    _say(f"retention of {rows:,} expired rows (PostgreSQL {info.where}, database {info.dbname})")
-    _say(
+    say("")
+    say(f"retention of {rows:,} expired rows (PostgreSQL {info.where}, database {info.dbname})")
+    say(
         f"{'method':<11}{'time':>12}{'WAL written':>14}{'size before':>14}{'size after':>13}{'rows left':>11}"
     )
     for label in ("drop", "archive", "delete", "+vacuum"):
         elapsed, wal = results[label]
-        _say(
+        say(
             f"{label:<11}{elapsed * 1000:>10.1f} ms{_human(wal):>14}{_human(before[label]):>14}"
             f"{_human(after[label]):>13}{remaining[label]:>11,}"
         )
@@ -217,12 +202,12 @@ def run(info: db.ConnInfo, rows: int) -> None:
         speedup = delete_time / max(results[label][0], 1e-9)
         wal_ratio = results["delete"][1] / max(results[label][1], 1)
         verdict = "meets" if speedup >= 100 else "MISSES"
-        _say(
+        say(
             f"{label}: {speedup:,.0f}x faster than DELETE ({verdict} the >= 100x target), "
             f"{wal_ratio:,.0f}x less WAL"
         )
     reclaim = (results["delete"][0] + results["+vacuum"][0]) / max(results["drop"][0], 1e-9)
-    _say(f"drop vs DELETE + VACUUM (both leave the space reusable): {reclaim:,.0f}x faster")
+    say(f"drop vs DELETE + VACUUM (both leave the space reusable): {reclaim:,.0f}x faster")
 
 
 def main() -> int:
@@ -234,19 +219,8 @@ def main() -> int:
         help="use the server mlwh resolves to (scratch database) instead of a temporary one",
     )
     args = parser.parse_args()
-    if args.use_target:
-        admin = db.ensure_running().with_dbname("postgres")
-        run(_prepare_database(admin), args.rows)
-        return 0
-    home = Path(tempfile.mkdtemp(prefix="mlwh-bench-"))
-    server = db.EmbeddedServer(home)
-    _say(f"starting a temporary embedded PostgreSQL in {home} ...")
-    server.start()
-    try:
-        run(_prepare_database(server.conninfo("postgres")), args.rows)
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    with bench_server(args.use_target) as (admin, _):
+        run(scratch_database(admin, BENCH_DB), args.rows)
     return 0
 
 

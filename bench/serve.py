@@ -13,8 +13,14 @@ For http, two rates: rows answered (journaled, what a client waits for) and rows
 database (the last batch written). Prints rows/s and the ratio to seed-style for each, and the
 p50/p99 request latency. Target: http at least 3x seed-style.
 
+Then outcomes: --outcomes outcomes of the predictions just written, POSTed in NDJSON batches of
+--outcome-batch rows by the same clients. Each such request looks its predictions' services up
+in the database (an outcome may only follow a prediction of the key's service), so small
+batches measure that lookup's cost per request: requests/s and p50/p99 latency.
+
     .venv/bin/python bench/serve.py                  # embedded server in a temp MLWH_HOME
     .venv/bin/python bench/serve.py --rows 500000 --clients 8
+    .venv/bin/python bench/serve.py --rows 20000 --baseline-rows 5000 --outcomes 5000
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,24 +42,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import prepare_warehouse  # noqa: E402
 from bench.ingest import PAIRS, count, one_service_writer, rows, seed_style, truncate  # noqa: E402
 from runner import db  # noqa: E402
-from runner.migrations import migrate_to_head  # noqa: E402
-from runner.partitions import ensure_partitions  # noqa: E402
 from runner.serve.auth import create_key  # noqa: E402
 
 SERVICE, KIND = PAIRS[0]
 
 
-def ndjson_batches(n: int, batch: int, seed: int) -> list[bytes]:
-    """The bench's rows for one service, as NDJSON bodies (encoded before the clock starts)."""
-    lines = [
-        json.dumps({**r, "service_name": SERVICE, "prediction_type": KIND,
-                    "prediction_id": str(r["prediction_id"]),
-                    "created_at": r["created_at"].isoformat()})
-        for r in rows(n, seed)
-    ]
-    return ["\n".join(lines[i : i + batch]).encode() for i in range(0, n, batch)]
+def ndjson_batches(n: int, batch: int, seed: int) -> tuple[list[bytes], list[str]]:
+    """The bench's rows for one service, as NDJSON bodies (encoded before the clock starts),
+    and their prediction ids."""
+    lines, ids = [], []
+    for r in rows(n, seed):
+        ids.append(str(r["prediction_id"]))
+        lines.append(json.dumps({**r, "service_name": SERVICE, "prediction_type": KIND,
+                                 "prediction_id": ids[-1],
+                                 "created_at": r["created_at"].isoformat()}))
+    return _chunks(lines, batch), ids
+
+
+def outcome_batches(ids: list[str], batch: int) -> list[bytes]:
+    lines = [json.dumps({"prediction_id": pid, "actual_value": 1.0}) for pid in ids]
+    return _chunks(lines, batch)
+
+
+def _chunks(lines: list[str], batch: int) -> list[bytes]:
+    return ["\n".join(lines[i : i + batch]).encode() for i in range(0, len(lines), batch)]
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -78,8 +94,10 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("mlwh serve did not become ready")
 
 
-def post_all(port: int, key: str, batches: list[bytes], clients: int) -> tuple[float, list[float]]:
-    """Every batch POSTed by `clients` threads; (seconds until the last 2xx, latencies)."""
+def post_all(port: int, key: str, batches: list[bytes], clients: int,
+             path: str = "/v1/predictions") -> tuple[float, list[float]]:
+    """Every batch POSTed to `path` by `clients` threads; (seconds until the last 2xx,
+    latencies)."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -90,7 +108,7 @@ def post_all(port: int, key: str, batches: list[bytes], clients: int) -> tuple[f
         took = []
         for body in mine:
             t0 = time.perf_counter()
-            conn.request("POST", "/v1/predictions", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             answer = response.read()
             took.append(time.perf_counter() - t0)
@@ -126,6 +144,9 @@ def main() -> int:
     parser.add_argument("--baseline-rows", type=int, default=50_000, help="rows, seed-style")
     parser.add_argument("--batch", type=int, default=1_000, help="rows per request")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP connections")
+    parser.add_argument("--outcomes", type=int, default=20_000,
+                        help="outcomes over HTTP (of the predictions written; 0: none)")
+    parser.add_argument("--outcome-batch", type=int, default=20, help="outcomes per request")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="mlwh-bench-serve-"))
@@ -134,14 +155,8 @@ def main() -> int:
     info = server.conninfo()
     proc = None
     try:
-        migrate_to_head(info)
-        from runner.dbt import Dbt
-
-        owner = db.as_role(info, db.OWNER, server)
-        dbt = Dbt(owner, target_path=home / "target", quiet=True)
-        ensure_partitions(info, dbt=dbt)
-        assert dbt.invoke(["seed"]).ok, "dbt seed failed"
-        key = create_key(owner, SERVICE)[1]
+        prepare_warehouse(info, server, home)
+        key = create_key(db.as_role(info, db.OWNER, server), SERVICE)[1]
         results: dict[str, tuple[int, float]] = {}
 
         truncate(info)
@@ -157,13 +172,17 @@ def main() -> int:
 
         port = _free_port()
         proc = start_server(home, port)
-        batches = ndjson_batches(args.rows, args.batch, 7)
+        batches, ids = ndjson_batches(args.rows, args.batch, 7)
+        outcomes = outcome_batches(ids[: args.outcomes], args.outcome_batch)
         started = time.perf_counter()
         answered, latencies = post_all(port, key, batches, args.clients)
         stored = wait_for_rows(info, args.rows, started)
         assert count(info) == args.rows
         results[f"http, answered ({args.clients} clients)"] = (args.rows, answered)
         results["http, in the database"] = (args.rows, stored)
+        if outcomes:
+            outcome_secs, outcome_latencies = post_all(port, key, outcomes, args.clients,
+                                                       "/v1/outcomes")
 
         base = args.baseline_rows / results["seed-style (50/INSERT)"][1]
         print(f"ml_raw.ml_predictions (partitioned, indexed), {SERVICE} rows, NDJSON batches of "
@@ -173,10 +192,16 @@ def main() -> int:
             rate = n / secs
             print(f"{name:<30}{n:>10,}{secs:>10.2f}{rate:>12,.0f}{rate / base:>14.1f}x")
         latencies.sort()
-        p50 = latencies[len(latencies) // 2] * 1e3
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3
+        p50, p99 = _ms(latencies, 0.5), _ms(latencies, 0.99)
         print(f"request latency ({args.batch:,} rows, journaled before the answer): "
               f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1] * 1e3:.1f} ms")
+        if outcomes:
+            outcome_latencies.sort()
+            n = min(args.outcomes, args.rows)
+            print(f"outcomes over http: {n:,} in {len(outcomes):,} requests of "
+                  f"{args.outcome_batch} ({args.clients} clients): {len(outcomes) / outcome_secs:,.0f}"
+                  f" requests/s, {n / outcome_secs:,.0f} rows/s; latency p50 "
+                  f"{_ms(outcome_latencies, 0.5):.1f} ms, p99 {_ms(outcome_latencies, 0.99):.1f} ms")
         ratio = args.rows / results["http, in the database"][1] / base
         print(f"target: http >= 3x seed-style: {'met' if ratio >= 3 else 'MISSED'} ({ratio:.1f}x)")
     finally:
@@ -184,7 +209,12 @@ def main() -> int:
             proc.terminate()
             proc.wait(60)
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+def _ms(latencies: list[float], q: float) -> float:
+    return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1e3
 
 
 def _free_port() -> int:

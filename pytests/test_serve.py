@@ -442,6 +442,27 @@ def test_sigkill_after_a_2xx_loses_nothing(
     assert sorted(r[0] for r in stored) == sorted(ids), "each row once"
 
 
+def test_outcome_requests_open_no_session_each(
+    server: Server, keys: dict[str, str], module_db: db.ConnInfo
+) -> None:
+    """Each outcome request looks its predictions up (docs/requirements.md#http-api) on the
+    server's few pooled connections, not on a new session (and password handshake) of its own.
+    Here A runs without its scheduler (restarted so by the SIGKILL test): nothing else connects."""
+    status, body = http(server.url + "/v1/predictions", json.dumps(
+        {"prediction_type": "knowledge-relevance", "predicted_value": 0.5}).encode(),
+        key=keys["oracle"])
+    assert status == 200, body
+    outcome = json.dumps({"prediction_id": body["ids"][0], "actual_value": 1.0}).encode()
+    query = "select sessions from pg_stat_database where datname = current_database()"
+    with db.connect(module_db, autocommit=True) as conn:
+        before = conn.execute(query).fetchone()[0]
+        for _ in range(40):
+            assert http(server.url + "/v1/outcomes", outcome, key=keys["oracle"])[0] == 200
+        time.sleep(1)  # a closed session is counted once its backend has exited
+        opened = conn.execute(query).fetchone()[0] - before
+    assert opened < 10, f"40 outcome requests opened {opened} sessions"
+
+
 def test_sigterm_flushes_the_writer_before_the_process_ends(
     server: Server, keys: dict[str, str], module_db: db.ConnInfo, env: dict[str, str]
 ) -> None:

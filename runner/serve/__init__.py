@@ -10,9 +10,9 @@
 spill directory that cannot be written ends in one line (exit 2), then runs uvicorn until
 SIGINT/SIGTERM, after which it stops the scheduler and flushes the writer.
 
-Roles (docs/requirements.md#least-privilege): the writer and the key lookups run as
-mlwh_ingest; /readyz and the scheduler's bookkeeping as mlwh_maintainer; /metrics' alert counts
-as mlwh_analyst; each job as the role its command uses.
+Roles (docs/requirements.md#least-privilege): the writer, and the key lookups and outcome checks
+on one small pool of connections, run as mlwh_ingest; /readyz and the scheduler's bookkeeping as
+mlwh_maintainer; /metrics' alert counts as mlwh_analyst; each job as the role its command uses.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def serve(
     import uvicorn
 
     from runner.ingest import Writer
-    from runner.serve.app import ServeState, create_app
+    from runner.serve.app import ServeState, connection_pool, create_app
     from runner.serve.auth import KeyStore
     from runner.serve.metrics import AlertsCollector, ServeMetrics, WriterCollector
     from runner.serve.scheduler import Scheduler, load_config
@@ -67,10 +67,11 @@ def serve(
         return analyst[0]
 
     metrics.add(AlertsCollector(analyst_info))
+    pool = connection_pool(ingest_info)
     state = ServeState(
         writer=writer,
-        keys=KeyStore(ingest_info),
-        ingest_info=ingest_info,
+        keys=KeyStore(pool),
+        pool=pool,
         ready_info=db.as_role(admin, db.MAINTAINER, target.server),
         max_body_bytes=config.max_body_bytes,
         metrics=metrics,

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -53,6 +54,9 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 JOURNAL_TIMEOUT_S = 10.0
 RECENT_PREDICTIONS = 200_000  # ids this server accepted, for outcomes that follow them at once
 WORKER_THREADS = 64  # requests waiting for their fsync at once (each waits in a thread)
+# Connections of the requests' own queries (key lookups, outcome checks): each is one indexed
+# read, so a few serve many requests at once, none pays for a new session and its handshake
+POOL_MIN, POOL_MAX, POOL_TIMEOUT_S = 1, 4, 5.0
 
 
 class ApiError(Exception):
@@ -68,7 +72,7 @@ class ServeState:
 
     writer: Writer
     keys: KeyStore
-    ingest_info: db.ConnInfo  # outcome checks: whose prediction is it
+    pool: ConnectionPool  # as mlwh_ingest: key lookups, outcome checks (whose prediction is it)
     ready_info: db.ConnInfo  # /readyz, as mlwh_maintainer
     max_body_bytes: int
     metrics: ServeMetrics
@@ -78,11 +82,23 @@ class ServeState:
     started: float = field(default_factory=time.time)
 
 
+def connection_pool(info: db.ConnInfo) -> ConnectionPool:
+    """The requests' connections (closed until the application starts): each is checked when
+    taken, so a database restart costs no request an error."""
+    return ConnectionPool(
+        info.conninfo(connect_timeout=int(POOL_TIMEOUT_S), application_name="mlwh-serve"),
+        min_size=POOL_MIN, max_size=POOL_MAX, timeout=POOL_TIMEOUT_S,
+        kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
+        name="mlwh-serve", open=False,
+    )
+
+
 def create_app(state: ServeState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, "mlwh-serve"))
+        state.pool.open(wait=False)  # requests wait (up to POOL_TIMEOUT_S) for its first
         if state.scheduler is not None:
             state.scheduler.start()
         try:
@@ -95,6 +111,7 @@ def create_app(state: ServeState) -> Starlette:
             flushed = await asyncio.to_thread(state.writer.close, 30.0)
             log.info("writer closed: %s", "every row written" if flushed else
                      "rows left in the spill journal for the next start")
+            await asyncio.to_thread(state.pool.close)
 
     async def ingest(request: Request) -> Response:
         name = request.path_params["table"]
@@ -311,7 +328,7 @@ def _prediction_owners(state: ServeState, rows: list[Any]) -> dict[str, str]:
     if not ids:
         return {}
     try:
-        with db.connect(state.ingest_info, autocommit=True, connect_timeout=5) as conn:
+        with state.pool.connection() as conn:
             found = {
                 str(pid): svc for pid, svc in conn.execute(
                     "select prediction_id, service_name from ml_raw.prediction_ids"

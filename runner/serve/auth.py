@@ -2,8 +2,9 @@
 (docs/requirements.md#http-api).
 
 `create_key`, `list_keys` and `revoke_key` back `mlwh keys` (as mlwh_owner); `KeyStore` is the
-server's lookup (as mlwh_ingest, which may only read the table), with a short cache so that a
-request costs no query while a revocation still takes effect within `KEY_CACHE_SECONDS`.
+server's lookup (on its pool of mlwh_ingest connections, a role that may only read the table),
+with a short cache so that a request costs no query while a revocation still takes effect within
+`KEY_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+
+from psycopg_pool import ConnectionPool
 
 from runner import db
 from runner.errors import MlwhError
@@ -101,8 +104,8 @@ def _require_table(conn: object) -> None:
 class KeyStore:
     """Which service a presented key writes for, or None; cached for KEY_CACHE_SECONDS."""
 
-    def __init__(self, info: db.ConnInfo, cache_seconds: float = KEY_CACHE_SECONDS) -> None:
-        self.info = info
+    def __init__(self, pool: ConnectionPool, cache_seconds: float = KEY_CACHE_SECONDS) -> None:
+        self.pool = pool
         self.cache_seconds = cache_seconds
         self._cache: dict[bytes, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
@@ -115,7 +118,7 @@ class KeyStore:
             hit = self._cache.get(hashed)
         if hit is not None and now - hit[0] < self.cache_seconds:
             return hit[1]
-        with db.connect(self.info, autocommit=True, connect_timeout=5) as conn:
+        with self.pool.connection() as conn:
             row = conn.execute(
                 "select service_name from ml_ops.api_keys"
                 " where key_sha256 = %s and revoked_at is null",

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from pytests.conftest import ROOT, mlwh_env, run_mlwh
 from runner import db
 from runner.ingest import InvalidRow, Writer, uuid7
+from runner.ingest.bulk import line_id, load_file
 from runner.ingest.tables import PREDICTIONS
 
 ROW = {"service_name": "oracle", "prediction_type": "knowledge-relevance", "confidence": 0.8}
@@ -147,6 +150,79 @@ def test_one_batch_holding_an_id_twice_stores_it_once(clean: db.ConnInfo, tmp_pa
         assert writer.flush(timeout=60)
         assert writer.stats()["duplicates"] == 1
     assert count(clean, "select count(*) from ml_raw.ml_predictions") == 2
+
+
+# -- a prediction's inline outcome is recorded once ------------------------------------------------
+def outcomes(info: db.ConnInfo, pid: uuid.UUID) -> list[tuple]:  # type: ignore[type-arg]
+    """(actual_value, observed_at, prediction_created_at, the stored prediction's created_at)."""
+    with db.connect(info) as conn:
+        return conn.execute(
+            "select o.actual_value, o.observed_at, o.prediction_created_at, p.created_at"
+            " from ml_raw.ml_prediction_outcomes as o"
+            " left join ml_raw.ml_predictions as p using (prediction_id)"
+            " where o.prediction_id = %s",
+            [pid],
+        ).fetchall()
+
+
+def test_a_retried_prediction_records_its_actual_value_once(
+    clean: db.ConnInfo, tmp_path: Path
+) -> None:
+    """Any id kind, no created_at (each call is stamped with its own time): a retry across
+    flushes, across writers or in one batch is one outcome, observed when the stored prediction
+    was made; a retry with another value changes nothing (docs/requirements.md#outcome-with-prediction)."""
+    pid, twice = uuid.uuid4(), uuid.uuid4()
+    with Writer(clean, spill_dir=tmp_path) as writer:
+        for _ in range(2):  # across flushes
+            writer.write_prediction(prediction_id=pid, predicted_value=0.3, actual_value=1.0, **ROW)
+            assert writer.flush(timeout=60)
+        for _ in range(2):  # in one batch
+            writer.write_prediction(prediction_id=twice, predicted_value=0.3, actual_value=1.0,
+                                    **ROW)
+        v7 = writer.write_prediction(predicted_value=0.3, actual_value=0.0, **ROW)
+        assert writer.flush(timeout=60)
+    with Writer(clean, spill_dir=tmp_path) as writer:  # another writer, another value
+        writer.write_prediction(prediction_id=pid, predicted_value=0.3, actual_value=0.0, **ROW)
+        assert writer.flush(timeout=60)
+        assert writer.stats()["duplicates"] == 2  # the prediction and its outcome
+    for each, value in ((pid, 1.0), (twice, 1.0), (v7, 0.0)):
+        # observed_at = the stored prediction's created_at: no label lag, never a negative one
+        [(actual, observed, prediction_created, created)] = outcomes(clean, each)
+        assert (actual, observed, prediction_created) == (value, created, created), each
+
+
+def test_a_retry_after_an_outage_replays_no_second_outcome(
+    clean: db.ConnInfo, tmp_path: Path
+) -> None:
+    """A writer's journal left by an outage is replayed after the caller retried through another
+    writer (another process): the prediction and its outcome are stored once."""
+    pid = uuid.uuid4()
+    down = Writer(replace(clean, password="not-the-password"), spill_dir=tmp_path / "a",
+                  connect_timeout=1)
+    down.write_prediction(prediction_id=pid, predicted_value=0.3, actual_value=1.0, **ROW)
+    assert not down.close(timeout=1)  # the journal stays for the next writer
+    time.sleep(0.01)
+    with Writer(clean, spill_dir=tmp_path / "b") as retry:
+        retry.write_prediction(prediction_id=pid, predicted_value=0.3, actual_value=1.0, **ROW)
+    with Writer(clean, spill_dir=tmp_path / "a") as replay:
+        assert replay.flush(timeout=60)
+        assert replay.stats()["replayed"] == 2
+    assert len(outcomes(clean, pid)) == 1
+
+
+def test_ingesting_a_file_twice_records_each_actual_value_once(
+    clean: db.ConnInfo, tmp_path: Path
+) -> None:
+    """Lines with actual_value and no created_at, with an id that is no UUIDv7 or none at all
+    (one is derived from the line): the second load stores nothing."""
+    pid = uuid.uuid4()
+    rows = [{**ROW, "predicted_value": 0.2, "actual_value": 1.0, "prediction_id": str(pid)},
+            {**ROW, "predicted_value": 0.4, "actual_value": 0.0}]
+    data = lines(tmp_path / "former.jsonl", rows)
+    loads = [load_file(data, info=clean, progress=False, spill_dir=tmp_path) for _ in range(2)]
+    assert [(r.loaded, r.outcomes) for r in loads] == [(2, 2), (0, 0)]
+    for each in (pid, line_id(json.dumps(rows[1]))):
+        assert len(outcomes(clean, each)) == 1
 
 
 # -- no line stops a load ------------------------------------------------------------------------

@@ -31,7 +31,15 @@ from psycopg import sql
 
 from runner import db
 from runner.errors import COULD_NOT_RUN, FINDINGS, OK, MlwhError
-from runner.ingest.tables import FEEDBACK, METRICS, OUTCOMES, PREDICTIONS, InvalidRow, TableSpec
+from runner.ingest.tables import (
+    FEEDBACK,
+    INLINE_OUTCOMES,
+    METRICS,
+    OUTCOMES,
+    PREDICTIONS,
+    InvalidRow,
+    TableSpec,
+)
 from runner.ingest.writer import Writer
 from runner.steps import Step, run_steps
 
@@ -383,7 +391,7 @@ class Importer:
         writer.put_validated(spec, row, timeout=60)
         if outcome is not None:
             self.summary.rows[OUTCOMES.key] += 1
-            writer.put_validated(OUTCOMES, outcome, timeout=60)
+            writer.put_validated(INLINE_OUTCOMES, outcome, timeout=60)
 
     def report(self) -> list[str]:
         """The summary table: per warehouse table, rows offered, imported, already there and

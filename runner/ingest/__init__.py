@@ -32,7 +32,8 @@ Guarantees:
   too long, numbers past +-1e15, unregistered service/type pairs and values outside the type's
   bounds (ml_ref.prediction_types); docs/requirements.md#input-bounds.
 - The former client's call shapes still work: an `actual_value` given to write_prediction is
-  recorded as its outcome, a snake_case type as the registered kebab-case type it spells
+  recorded as its outcome (once: dated by the stored prediction, so a retry is the same row), a
+  snake_case type as the registered kebab-case type it spells
   (docs/requirements.md#outcome-with-prediction, #prediction-type-names).
 """
 

@@ -20,6 +20,7 @@ from runner import db
 from runner.errors import MlwhError
 from runner.ingest.tables import (
     FLOAT_KINDS,
+    INLINE_OUTCOMES,
     JSON_KINDS,
     OUTCOMES,
     PREDICTIONS,
@@ -194,7 +195,7 @@ def load_file(
                 else:
                     writer.put_validated(spec, row, timeout=60)
                     if outcome is not None:
-                        writer.put_validated(OUTCOMES, outcome, timeout=60)
+                        writer.put_validated(INLINE_OUTCOMES, outcome, timeout=60)
                     bar.update(done, lines, rejected)
                     continue
             rejected += 1

@@ -348,6 +348,12 @@ class TableSpec:
     # a table (schema, name) holding each id once across partitions: the stage path stores only
     # ids it lacks (docs/requirements.md#prediction-identity)
     id_registry: tuple[str, str] | None = None
+    # outcomes that came with their prediction: a registry (schema, name) of prediction ids whose
+    # created_at, when it holds the row's prediction, dates the row (observed_at and
+    # prediction_created_at), so that a retried prediction's outcome is the stored one's row; such
+    # batches always take the stage path (docs/requirements.md#outcome-with-prediction)
+    dated_by: tuple[str, str] | None = None
+    stored_as: str | None = None  # the key of the spec whose table this one fills too
     _index: dict[str, int] = field(init=False, repr=False)
     validate: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False)
 
@@ -476,14 +482,31 @@ class TableSpec:
     def insert_sql(self, where_ctid: bool = False, copy_format: int = 2) -> sql.Composed:
         """Stage -> target; `on conflict do nothing` makes a replayed batch harmless."""
         exprs = [
-            sql.SQL("{}::jsonb").format(sql.Identifier(c.name))
+            sql.SQL("{}::jsonb").format(sql.Identifier("s", c.name))
             if self._stage_type(c, copy_format) != _KINDS[c.kind][1]
-            else sql.Identifier(c.name)
+            else sql.Identifier("s", c.name)
             for c in self.columns
         ]
         conditions: list[sql.Composable] = []
         distinct: sql.Composable = sql.SQL("")
         order: sql.Composable = sql.SQL("")
+        join: sql.Composable = sql.SQL("")
+        if self.dated_by is not None:
+            # a registered prediction dates its outcome: a retry (a later created_at) gives the
+            # stored row's key, and `on conflict do nothing` keeps the first; uncorrelated, as
+            # the registry read below
+            join = sql.SQL(
+                " left join (select r.prediction_id, r.created_at from {}.{} as r"
+                " where r.prediction_id in (select prediction_id from {})) as r"
+                " on r.prediction_id = s.prediction_id"
+            ).format(*map(sql.Identifier, self.dated_by), self.stage(copy_format))
+            exprs = [
+                sql.SQL("coalesce(r.created_at, {})").format(expr)
+                if c.name in DATED_COLUMNS
+                else expr
+                for c, expr in zip(self.columns, exprs, strict=True)
+            ]
+            order = sql.SQL(" order by s.ctid")  # in one batch too, the first call's row stays
         if self.id_registry is not None and self.id_column is not None:
             # an id seen before (in any partition) or twice in this batch is stored once
             ident = sql.Identifier(self.id_column)
@@ -496,17 +519,19 @@ class TableSpec:
                 )  # fmt: skip
             )
             distinct = sql.SQL("distinct on (s.{}) ").format(ident)
-            order = sql.SQL(" order by s.{}").format(ident)
+            # the first call's row, as a later batch's repeat is refused for an earlier one
+            order = sql.SQL(" order by s.{}, s.ctid").format(ident)
         if where_ctid:
             conditions.append(sql.SQL("s.ctid = %s::tid"))
         where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
-        query = sql.SQL("insert into {}.{} ({}) select {}{} from {} as s{}{}").format(
+        query = sql.SQL("insert into {}.{} ({}) select {}{} from {} as s{}{}{}").format(
             sql.Identifier(self.schema),
             sql.Identifier(self.table),
             sql.SQL(", ").join(map(sql.Identifier, self.names)),
             distinct,
             sql.SQL(", ").join(exprs),
             self.stage(copy_format),
+            join,
             where,
             order,
         )
@@ -546,22 +571,17 @@ PREDICTIONS = TableSpec(
     id_registry=("ml_raw", "prediction_ids"),
 )
 
-def outcome_of(
-    prediction: tuple[Any, ...], actual_value: Any, time_given: bool = True
-) -> dict[str, Any]:
+def outcome_of(prediction: tuple[Any, ...], actual_value: Any) -> dict[str, Any]:
     """The outcome fields of a validated prediction row that came with its actual value: known
     when the prediction was made, so observed then (docs/requirements.md#outcome-with-prediction).
 
-    The outcome's id comes from the prediction's, so a retry is the same row only if it is
-    observed at the same time too: when the caller gave no created_at (the writer stamped the
-    call's time) and the id is a UUIDv7, the id's own millisecond dates the outcome."""
+    The id comes from the prediction's. A retry of a prediction that names no created_at is
+    stamped with a later time; queued as INLINE_OUTCOMES, the row takes the stored prediction's
+    time when it is written, so the retry is the same outcome row."""
     prediction_id, created_at = prediction[0], prediction[1]  # PREDICTIONS' first two columns
-    observed_at = created_at
-    if not time_given and prediction_id.version == 7:
-        observed_at = datetime.fromtimestamp((prediction_id.int >> 80) / 1000, UTC)
     return {
         "outcome_id": uuid.uuid5(OUTCOME_ID_NAMESPACE, str(prediction_id)),
-        "observed_at": observed_at,
+        "observed_at": created_at,
         "prediction_id": prediction_id,
         "actual_value": actual_value,
         "prediction_created_at": created_at,
@@ -581,6 +601,21 @@ OUTCOMES = TableSpec(
         _c("source", "text64", default=_const("ground_truth")),
     ),
     id_column="outcome_id",
+)
+
+# Where a registered prediction's created_at goes in an outcome that came with it (dated_by).
+DATED_COLUMNS = frozenset({"observed_at", "prediction_created_at"})
+
+# Outcomes that came with their prediction (outcome_of): the same table, dated by the stored
+# prediction when they are written, through the stage (docs/requirements.md#outcome-with-prediction).
+INLINE_OUTCOMES = TableSpec(
+    "inline_outcomes",
+    OUTCOMES.schema,
+    OUTCOMES.table,
+    OUTCOMES.columns,
+    id_column=OUTCOMES.id_column,
+    dated_by=PREDICTIONS.id_registry,
+    stored_as=OUTCOMES.key,
 )
 
 # The prediction_id of feedback about no prediction: the distribution column of a distributed
@@ -657,5 +692,8 @@ DEAD_LETTERS = TableSpec(
 )
 
 TABLES: dict[str, TableSpec] = {
-    t.key: t for t in (PREDICTIONS, OUTCOMES, FEEDBACK, METRICS, EVENTS, DEAD_LETTERS)
+    t.key: t
+    # predictions first: a round's batches are written in this order, and the outcomes that came
+    # with predictions are dated by the stored ones
+    for t in (PREDICTIONS, OUTCOMES, INLINE_OUTCOMES, FEEDBACK, METRICS, EVENTS, DEAD_LETTERS)
 }

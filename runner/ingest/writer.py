@@ -34,6 +34,7 @@ from runner.ingest.tables import (
     DEAD_LETTERS,
     EVENTS,
     FEEDBACK,
+    INLINE_OUTCOMES,
     METRICS,
     OUTCOMES,
     PREDICTIONS,
@@ -230,7 +231,9 @@ class Writer:
         self._rejected = 0
         self._duplicates = 0
         self._lost = 0  # accepted rows neither stored nor dead-lettered (a refused dead letter)
-        self._written_by_table: dict[str, int] = {key: 0 for key in TABLES}
+        self._written_by_table: dict[str, int] = {
+            key: 0 for key, spec in TABLES.items() if spec.stored_as is None
+        }
         self._journaled = threading.Condition(self._lock)  # durable callers waiting for fsync
         self._types: dict[tuple[str, str], tuple[float, float]] | None = None
         # tables where row-level security applies to this writer's role (a service role): those
@@ -299,9 +302,9 @@ class Writer:
         except InvalidRow as exc:
             self._refused(PREDICTIONS, fields, exc)
             raise
-        self._put("predictions", row, timeout)
+        self._put(PREDICTIONS.key, row, timeout)
         if outcome is not None:
-            self._put("outcomes", outcome, timeout)
+            self._put(INLINE_OUTCOMES.key, outcome, timeout)
         return row[0]
 
     def record_outcome(
@@ -401,7 +404,8 @@ class Writer:
         self, fields: Mapping[str, Any]
     ) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         """The prediction row and, when `fields` carries `actual_value` (as the former client's
-        writes did), the row of that outcome; both are checked before either is queued
+        writes did), the row of that outcome; both are checked before either is queued, the
+        outcome as INLINE_OUTCOMES after its prediction, so that a retry records it once
         (docs/requirements.md#outcome-with-prediction). InvalidRow names the field."""
         if "actual_value" not in fields:
             return self.validate(PREDICTIONS, fields), None
@@ -410,8 +414,7 @@ class Writer:
         row = self.validate(PREDICTIONS, rest)
         if actual is None:
             return row, None
-        outcome = outcome_of(row, actual, time_given=rest.get("created_at") is not None)
-        return row, self.validate(OUTCOMES, outcome)
+        return row, self.validate(INLINE_OUTCOMES, outcome_of(row, actual))
 
     def _kebab_type(self, fields: Mapping[str, Any], kind: str) -> str:
         """A snake_case prediction type as the registered type it spells in kebab-case, or
@@ -985,7 +988,12 @@ class Writer:
         started = time.perf_counter()
         rejected = 0
         inserted = -1
-        if not batch.replay and batch.copy_format == 2 and batch.table not in self._rls:
+        if (
+            not batch.replay
+            and batch.copy_format == 2
+            and batch.table not in self._rls
+            and spec.dated_by is None  # its rows take their time from the registry
+        ):
             try:
                 with conn.cursor() as cur, cur.copy(spec.direct_copy_sql()) as copy:
                     copy.write(data)
@@ -1009,7 +1017,7 @@ class Writer:
         with self._lock:
             self._latencies.append(elapsed)
             self._written += inserted
-            self._written_by_table[batch.table] += inserted
+            self._written_by_table[spec.stored_as or batch.table] += inserted
             self._rejected += rejected
             self._duplicates += batch.nrows - inserted - rejected
             if batch.replay:

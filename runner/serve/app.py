@@ -35,7 +35,15 @@ from starlette.routing import Route
 
 from runner import db
 from runner.ingest import InvalidRow, QueueFull, Writer, WriterClosed
-from runner.ingest.tables import EVENTS, FEEDBACK, METRICS, OUTCOMES, PREDICTIONS, TableSpec
+from runner.ingest.tables import (
+    EVENTS,
+    FEEDBACK,
+    INLINE_OUTCOMES,
+    METRICS,
+    OUTCOMES,
+    PREDICTIONS,
+    TableSpec,
+)
 from runner.serve.auth import KeyStore
 from runner.serve.metrics import ServeMetrics
 from runner.serve.scheduler import Scheduler
@@ -290,7 +298,9 @@ def _ingest_rows(
         for row in accepted:
             position = state.writer.put_validated(spec, row)
         for row in outcomes:
-            position = state.writer.put_validated(OUTCOMES, row)
+            # dated by its stored prediction, so a retried request records it once
+            # (docs/requirements.md#outcome-with-prediction)
+            position = state.writer.put_validated(INLINE_OUTCOMES, row)
         for item in rejected:
             row = rows[item["index"]]
             payload = json.dumps(row, default=str) if not isinstance(row, ApiError) else ""

@@ -33,7 +33,6 @@ from runner import db
 from runner.errors import COULD_NOT_RUN, FINDINGS, OK, MlwhError
 from runner.ingest.tables import (
     FEEDBACK,
-    INLINE_OUTCOMES,
     METRICS,
     OUTCOMES,
     PREDICTIONS,
@@ -388,10 +387,12 @@ class Importer:
             writer.write_dead_letter(source=source, target_table=spec.qualified,
                                      reason=str(exc), payload=payload, timeout=60)
             return
-        writer.put_validated(spec, row, timeout=60)
+        if spec is PREDICTIONS:
+            writer.put_prediction(row, outcome, timeout=60)
+        else:
+            writer.put_validated(spec, row, timeout=60)
         if outcome is not None:
             self.summary.rows[OUTCOMES.key] += 1
-            writer.put_validated(INLINE_OUTCOMES, outcome, timeout=60)
 
     def report(self) -> list[str]:
         """The summary table: per warehouse table, rows offered, imported, already there and

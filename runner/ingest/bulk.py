@@ -20,7 +20,6 @@ from runner import db
 from runner.errors import MlwhError
 from runner.ingest.tables import (
     FLOAT_KINDS,
-    INLINE_OUTCOMES,
     JSON_KINDS,
     OUTCOMES,
     PREDICTIONS,
@@ -193,9 +192,10 @@ def load_file(
                 except Exception as exc:  # no line stops a load: whatever it holds, say why
                     reason = f"line cannot be read: {type(exc).__name__}: {exc}"
                 else:
-                    writer.put_validated(spec, row, timeout=60)
-                    if outcome is not None:
-                        writer.put_validated(INLINE_OUTCOMES, outcome, timeout=60)
+                    if spec is PREDICTIONS:
+                        writer.put_prediction(row, outcome, timeout=60)
+                    else:
+                        writer.put_validated(spec, row, timeout=60)
                     bar.update(done, lines, rejected)
                     continue
             rejected += 1

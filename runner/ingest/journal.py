@@ -23,7 +23,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("runner.ingest")
@@ -63,6 +63,10 @@ class Batch:
     replay: bool = False  # True when it failed once or came from a crashed writer
     payload: bytes | None = None
     copy_format: int = COPY_FORMAT  # how the COPY bytes encode JSON (see TableSpec.stage)
+    # in memory only, for outcomes that came with predictions (Writer._write_batch): the batches
+    # of their round's predictions, and whether a batch stored every row as given
+    after: list[Batch] | None = field(default=None, compare=False, repr=False)
+    stored_as_given: bool = False
 
     def data(self) -> bytes:
         if self.payload is not None:

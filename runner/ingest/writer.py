@@ -302,9 +302,7 @@ class Writer:
         except InvalidRow as exc:
             self._refused(PREDICTIONS, fields, exc)
             raise
-        self._put(PREDICTIONS.key, row, timeout)
-        if outcome is not None:
-            self._put(INLINE_OUTCOMES.key, outcome, timeout)
+        self._put(PREDICTIONS.key, row, timeout, outcome)
         return row[0]
 
     def record_outcome(
@@ -444,7 +442,20 @@ class Writer:
     ) -> int:
         """Queue a row already returned by `spec.validate` (bulk loads validate on their own);
         returns its position for `wait_journaled`."""
+        if spec is INLINE_OUTCOMES:
+            raise ValueError("an outcome that came with its prediction is queued with it: "
+                             "put_prediction(row, outcome)")
         return self._put(spec.key, row, timeout)
+
+    def put_prediction(
+        self,
+        row: tuple[Any, ...],
+        outcome: tuple[Any, ...] | None,
+        timeout: float | None = None,
+    ) -> int:
+        """Queue what `validate_prediction` returned: the prediction and, when it carried one,
+        its outcome, in the same round; returns the position for `wait_journaled`."""
+        return self._put(PREDICTIONS.key, row, timeout, outcome)
 
     # -- public API: asyncio -------------------------------------------------------------------
     # The write_* methods never wait for the database, so calling them from a coroutine is fine.
@@ -627,8 +638,15 @@ class Writer:
             with contextlib.suppress(QueueFull, WriterClosed):
                 self._put("dead_letters", row, 0)
 
-    def _put(self, key: str, row: tuple[Any, ...], timeout: float | None) -> int:
-        """Queue a row; returns its position (rows accepted so far, this one included)."""
+    def _put(
+        self,
+        key: str,
+        row: tuple[Any, ...],
+        timeout: float | None,
+        outcome: tuple[Any, ...] | None = None,
+    ) -> int:
+        """Queue a row (a prediction with the outcome it carried: both in one round); returns its
+        position (rows accepted so far, this one and its outcome included)."""
         wake = False
         with self._lock:
             if self._closed or self._closing:
@@ -643,6 +661,12 @@ class Writer:
             self._bufs[key].append(row)
             self._queued += 1
             self._accepted += 1
+            if outcome is not None:
+                self._bufs[INLINE_OUTCOMES.key].append(outcome)
+                self._queued += 1
+                self._accepted += 1
+                if self._queued == self.batch_size + 1:
+                    wake = True
             if self._queued == self.batch_size:
                 wake = True
             position = self._accepted
@@ -739,6 +763,12 @@ class Writer:
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
                 batches.extend(self._journal_chunk(spec, chunk))
+        if INLINE_OUTCOMES.key in taken:
+            # their predictions are this round's (queued together), in the batches before them
+            predictions = [b for b in batches if b.table == PREDICTIONS.key]
+            for batch in batches:
+                if batch.table == INLINE_OUTCOMES.key:
+                    batch.after = predictions
         if self._journal is not None:
             try:
                 self._journal.sync()  # group commit: one fsync for everything drained this round
@@ -992,7 +1022,7 @@ class Writer:
             not batch.replay
             and batch.copy_format == 2
             and batch.table not in self._rls
-            and spec.dated_by is None  # its rows take their time from the registry
+            and (spec.dated_by is None or self._dated_as_stored(batch))
         ):
             try:
                 with conn.cursor() as cur, cur.copy(spec.direct_copy_sql()) as copy:
@@ -1014,6 +1044,7 @@ class Writer:
                     raise
                 inserted, rejected = self._write_row_by_row(conn, spec, data, batch.copy_format)
         elapsed = time.perf_counter() - started
+        batch.stored_as_given = inserted == batch.nrows
         with self._lock:
             self._latencies.append(elapsed)
             self._written += inserted
@@ -1022,6 +1053,14 @@ class Writer:
             self._duplicates += batch.nrows - inserted - rejected
             if batch.replay:
                 self._replayed += batch.nrows
+
+    @staticmethod
+    def _dated_as_stored(batch: Batch) -> bool:
+        """Outcomes that came with predictions, all of which were stored as given (none was a
+        retry): each row's time is its prediction's in the registry, so COPY may skip the join.
+        A retry anywhere in the round sends the batch through the stage, dated by the registry
+        (docs/requirements.md#outcome-with-prediction)."""
+        return bool(batch.after) and all(b.stored_as_given for b in batch.after or ())
 
     def _write_row_by_row(
         self, conn: psycopg.Connection, spec: TableSpec, data: bytes, copy_format: int

@@ -35,15 +35,7 @@ from starlette.routing import Route
 
 from runner import db
 from runner.ingest import InvalidRow, QueueFull, Writer, WriterClosed
-from runner.ingest.tables import (
-    EVENTS,
-    FEEDBACK,
-    INLINE_OUTCOMES,
-    METRICS,
-    OUTCOMES,
-    PREDICTIONS,
-    TableSpec,
-)
+from runner.ingest.tables import EVENTS, FEEDBACK, METRICS, OUTCOMES, PREDICTIONS, TableSpec
 from runner.serve.auth import KeyStore
 from runner.serve.metrics import ServeMetrics
 from runner.serve.scheduler import Scheduler
@@ -268,7 +260,7 @@ def _ingest_rows(
                  f"{', '.join(map(str, sorted(forbidden)[:20]))} belong to another service; "
                  "nothing was accepted", rows=sorted(forbidden))
     accepted: list[tuple[Any, ...]] = []
-    outcomes: list[tuple[Any, ...]] = []
+    outcomes: dict[int, tuple[Any, ...]] = {}  # position in accepted -> the outcome it carried
     rejected: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
         try:
@@ -280,7 +272,7 @@ def _ingest_rows(
                 # a prediction may carry its actual_value, as the former client's writes did
                 valid, outcome = state.writer.validate_prediction(row)
                 if outcome is not None:
-                    outcomes.append(outcome)
+                    outcomes[len(accepted)] = outcome
             else:
                 valid = state.writer.validate(spec, row)
             if spec is OUTCOMES and owners.get(str(row.get("prediction_id"))) is None:
@@ -295,12 +287,13 @@ def _ingest_rows(
                             "retry after a second")
     position = 0
     try:
-        for row in accepted:
-            position = state.writer.put_validated(spec, row)
-        for row in outcomes:
-            # dated by its stored prediction, so a retried request records it once
-            # (docs/requirements.md#outcome-with-prediction)
-            position = state.writer.put_validated(INLINE_OUTCOMES, row)
+        for number, row in enumerate(accepted):
+            if spec is PREDICTIONS:
+                # with the outcome it carried, which the stored prediction dates: a retried
+                # request records it once (docs/requirements.md#outcome-with-prediction)
+                position = state.writer.put_prediction(row, outcomes.get(number))
+            else:
+                position = state.writer.put_validated(spec, row)
         for item in rejected:
             row = rows[item["index"]]
             payload = json.dumps(row, default=str) if not isinstance(row, ApiError) else ""

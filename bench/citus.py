@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MLWH = str(Path(sys.executable).parent / "mlwh")
 BUILD = ["dbt", "build", "--exclude", "resource_type:test", "resource_type:unit_test"]
 # the models whose plans must run on the workers: the fact over the log, and marts over the fact
-PUSHED_DOWN = ("fct_prediction_outcomes", "mart_prediction_volume_daily", "mart_performance_daily")
+PUSHED_DOWN = (
+    "fct_prediction_outcomes",
+    "mart_prediction_volume_daily",
+    "mart_performance_daily",
+    "mart_model_versions",
+)
 
 
 def _say(message: str) -> None:
@@ -66,14 +72,50 @@ def _env(home: Path, url: str, target: Path) -> dict[str, str]:
 
 
 def _explain(url: str, target: Path, model: str) -> tuple[bool, str]:
-    """Whether the model's compiled query runs as one distributed plan whose tasks go to the
-    workers, with no intermediate result gathering a distributed table on the coordinator."""
+    """Whether the model's compiled query reads the distributed tables on the workers: it runs
+    as a distributed plan, and every subplan that reads shards aggregates them there (a grouped
+    result is small), so that no subplan gathers a table's rows on the coordinator. Returns the
+    verdict and a one-line summary."""
     compiled = next((target / "compiled").rglob(f"{model}.sql"))
     query = compiled.read_text()
     with db.connect(db.ConnInfo(**_parts(url)), autocommit=True) as conn:
-        plan = "\n".join(row[0] for row in conn.execute(f"explain {query}").fetchall())  # type: ignore[arg-type]
-    pushed = "Task Count:" in plan and "Distributed Subplan" not in plan
-    return pushed, plan
+        (plan,) = conn.execute(f"explain (format json) {query}").fetchone()  # type: ignore[arg-type,misc]
+    jobs = list(_citus_jobs(plan))
+    if not jobs:
+        return False, "not a distributed plan"
+    main, subplans = jobs[0], jobs[1:]
+    gathering = [root for tasks, root in subplans if tasks > 1 and not root.startswith("Aggregate")]
+    summary = f"Task Count: {main[0]}, {len(subplans)} distributed subplan(s)"
+    if gathering:
+        summary += f", {len(gathering)} gathering rows ({', '.join(gathering)} on the workers)"
+    return not gathering, summary
+
+
+def _citus_jobs(node: object) -> Iterator[tuple[int, str]]:
+    """(task count, root node type of the workers' plan) of every Citus job in an EXPLAIN
+    (FORMAT JSON) tree, the outermost first."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _citus_jobs(item)
+    elif isinstance(node, dict):
+        job = node.get("Job")
+        if isinstance(job, dict):
+            tasks = job.get("Tasks") or [{}]
+            root = tasks[0].get("Remote Plan", {})
+            while isinstance(root, list) and root:  # [[{"Plan": ...}]]
+                root = root[0]
+            plan = root.get("Plan", {}) if isinstance(root, dict) else {}
+            kind = str(plan.get("Node Type", "-"))
+            if kind == "Result" and all(
+                child.get("Parent Relationship") == "InitPlan" for child in plan.get("Plans", [])
+            ):
+                kind = "Aggregate (min/max by index)"  # one row, as the planner rewrites max()
+            yield int(job.get("Task Count", 0)), kind
+        for key, value in node.items():
+            if key != "Job":
+                yield from _citus_jobs(value)
+            elif isinstance(value, dict):
+                yield from _citus_jobs({k: v for k, v in value.items() if k != "Tasks"})
 
 
 def _parts(url: str) -> dict[str, object]:
@@ -136,9 +178,8 @@ def main() -> int:
                 )
             _say("")
             for model in PUSHED_DOWN:
-                pushed, plan = _explain(coordinator.url, root / "cluster-target", model)
-                first = next((line.strip() for line in plan.splitlines() if "Task Count" in line), "-")
-                _say(f"{model}: {'pushed down' if pushed else 'NOT pushed down'} ({first})")
+                pushed, summary = _explain(coordinator.url, root / "cluster-target", model)
+                _say(f"{model}: {'pushed down' if pushed else 'NOT pushed down'} ({summary})")
         finally:
             cluster.stop()
             single.stop()

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,51 +70,11 @@ def _env(home: Path, url: str, target: Path) -> dict[str, str]:
     return env
 
 
-def _explain(url: str, target: Path, model: str) -> tuple[bool, str]:
-    """Whether the model's compiled query reads the distributed tables on the workers: it runs
-    as a distributed plan, and every subplan that reads shards aggregates them there (a grouped
-    result is small), so that no subplan gathers a table's rows on the coordinator. Returns the
-    verdict and a one-line summary."""
+def _explain(url: str, target: Path, model: str) -> citus.PlanCheck:
+    """How the model's compiled query runs on the cluster (citus.check_plan)."""
     compiled = next((target / "compiled").rglob(f"{model}.sql"))
-    query = compiled.read_text()
     with db.connect(db.ConnInfo(**_parts(url)), autocommit=True) as conn:
-        (plan,) = conn.execute(f"explain (format json) {query}").fetchone()  # type: ignore[arg-type,misc]
-    jobs = list(_citus_jobs(plan))
-    if not jobs:
-        return False, "not a distributed plan"
-    main, subplans = jobs[0], jobs[1:]
-    gathering = [root for tasks, root in subplans if tasks > 1 and not root.startswith("Aggregate")]
-    summary = f"Task Count: {main[0]}, {len(subplans)} distributed subplan(s)"
-    if gathering:
-        summary += f", {len(gathering)} gathering rows ({', '.join(gathering)} on the workers)"
-    return not gathering, summary
-
-
-def _citus_jobs(node: object) -> Iterator[tuple[int, str]]:
-    """(task count, root node type of the workers' plan) of every Citus job in an EXPLAIN
-    (FORMAT JSON) tree, the outermost first."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _citus_jobs(item)
-    elif isinstance(node, dict):
-        job = node.get("Job")
-        if isinstance(job, dict):
-            tasks = job.get("Tasks") or [{}]
-            root = tasks[0].get("Remote Plan", {})
-            while isinstance(root, list) and root:  # [[{"Plan": ...}]]
-                root = root[0]
-            plan = root.get("Plan", {}) if isinstance(root, dict) else {}
-            kind = str(plan.get("Node Type", "-"))
-            if kind == "Result" and all(
-                child.get("Parent Relationship") == "InitPlan" for child in plan.get("Plans", [])
-            ):
-                kind = "Aggregate (min/max by index)"  # one row, as the planner rewrites max()
-            yield int(job.get("Task Count", 0)), kind
-        for key, value in node.items():
-            if key != "Job":
-                yield from _citus_jobs(value)
-            elif isinstance(value, dict):
-                yield from _citus_jobs({k: v for k, v in value.items() if k != "Tasks"})
+        return citus.check_plan(conn, compiled.read_text())
 
 
 def _parts(url: str) -> dict[str, object]:
@@ -178,8 +137,9 @@ def main() -> int:
                 )
             _say("")
             for model in PUSHED_DOWN:
-                pushed, summary = _explain(coordinator.url, root / "cluster-target", model)
-                _say(f"{model}: {'pushed down' if pushed else 'NOT pushed down'} ({summary})")
+                check = _explain(coordinator.url, root / "cluster-target", model)
+                verdict = "pushed down" if check.on_the_workers else "NOT pushed down"
+                _say(f"{model}: {verdict} ({check.summary()})")
         finally:
             cluster.stop()
             single.stop()

@@ -32,7 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MLWH = str(Path(sys.executable).parent / "mlwh")
 BUILD = ["dbt", "build", "--exclude", "resource_type:test", "resource_type:unit_test"]
 # the models whose plans must run on the workers: the fact over the log, and marts over the fact
-PUSHED_DOWN = ("fct_prediction_outcomes", "mart_prediction_volume_daily", "mart_performance_daily")
+PUSHED_DOWN = (
+    "fct_prediction_outcomes",
+    "mart_prediction_volume_daily",
+    "mart_performance_daily",
+    "mart_model_versions",
+)
 
 
 def _say(message: str) -> None:
@@ -65,15 +70,11 @@ def _env(home: Path, url: str, target: Path) -> dict[str, str]:
     return env
 
 
-def _explain(url: str, target: Path, model: str) -> tuple[bool, str]:
-    """Whether the model's compiled query runs as one distributed plan whose tasks go to the
-    workers, with no intermediate result gathering a distributed table on the coordinator."""
+def _explain(url: str, target: Path, model: str) -> citus.PlanCheck:
+    """How the model's compiled query runs on the cluster (citus.check_plan)."""
     compiled = next((target / "compiled").rglob(f"{model}.sql"))
-    query = compiled.read_text()
     with db.connect(db.ConnInfo(**_parts(url)), autocommit=True) as conn:
-        plan = "\n".join(row[0] for row in conn.execute(f"explain {query}").fetchall())  # type: ignore[arg-type]
-    pushed = "Task Count:" in plan and "Distributed Subplan" not in plan
-    return pushed, plan
+        return citus.check_plan(conn, compiled.read_text())
 
 
 def _parts(url: str) -> dict[str, object]:
@@ -136,9 +137,9 @@ def main() -> int:
                 )
             _say("")
             for model in PUSHED_DOWN:
-                pushed, plan = _explain(coordinator.url, root / "cluster-target", model)
-                first = next((line.strip() for line in plan.splitlines() if "Task Count" in line), "-")
-                _say(f"{model}: {'pushed down' if pushed else 'NOT pushed down'} ({first})")
+                check = _explain(coordinator.url, root / "cluster-target", model)
+                verdict = "pushed down" if check.on_the_workers else "NOT pushed down"
+                _say(f"{model}: {verdict} ({check.summary()})")
         finally:
             cluster.stop()
             single.stop()

@@ -230,6 +230,32 @@ def test_the_log_and_the_fact_are_distributed_and_sized_over_their_shards(
 
 
 @pytest.mark.citus
+def test_the_fact_and_the_marts_over_it_run_on_the_workers(built: dict[str, Any]) -> None:
+    # the fact joins the log's staging views (each raw union all archive) on the workers, in a
+    # full refresh and an incremental run; mart_model_versions gets aggregates of the fact back,
+    # not its rows (docs/scale-out.md, "Models that stay on the workers")
+    env = built["env"]
+    target = Path(env["DBT_TARGET_PATH"])  # the incremental build's compiled SQL
+    full = target.with_name("target-full-refresh")
+    select = ["--select", "fct_prediction_outcomes"]
+    _mlwh("dbt", "compile", "--full-refresh", *select, env={**env, "DBT_TARGET_PATH": str(full)})
+    models = {
+        "fct_prediction_outcomes, full refresh": (full, "fct_prediction_outcomes"),
+        "fct_prediction_outcomes, incremental": (target, "fct_prediction_outcomes"),
+        "mart_model_versions": (target, "mart_model_versions"),
+    }
+    checks = {}
+    with db.connect(built["cluster"], autocommit=True) as conn:
+        for label, (where, model) in models.items():
+            query = next((where / "compiled").rglob(f"{model}.sql")).read_text()
+            checks[label] = citus.check_plan(conn, query)
+    summaries = {label: check.summary() for label, check in checks.items()}
+    assert all(check.on_the_workers for check in checks.values()), summaries
+    assert checks["fct_prediction_outcomes, full refresh"].subplans == 0, summaries
+    assert checks["fct_prediction_outcomes, incremental"].subplans == 0, summaries
+
+
+@pytest.mark.citus
 def test_partitions_and_retention_work_on_the_cluster(built: dict[str, Any]) -> None:
     # traffic from 200 days ago lands in the default partitions: `partitions ensure` moves it
     # into partitions of its own, and retention archives (predictions, outcomes) or drops them

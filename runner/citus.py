@@ -250,6 +250,64 @@ def _apply(conn: psycopg.Connection, steps: list[Step]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class PlanCheck:
+    """How a query runs on a coordinator (see check_plan)."""
+
+    distributed: bool  # planned by Citus at all
+    task_count: int  # tasks of the outermost job
+    subplans: int  # distributed subplans, run first and sent on as intermediate results
+    gathering: tuple[str, ...]  # the workers' root plan node of each subplan that gathers rows
+
+    @property
+    def on_the_workers(self) -> bool:
+        return self.distributed and not self.gathering
+
+    def summary(self) -> str:
+        text = f"Task Count: {self.task_count}, {self.subplans} distributed subplan(s)"
+        if self.gathering:
+            text += f", {len(self.gathering)} gathering rows ({', '.join(self.gathering)})"
+        return text
+
+
+def check_plan(conn: psycopg.Connection, query: str) -> PlanCheck:
+    """EXPLAIN a query on a Citus coordinator: whether it reads the distributed tables on the
+    workers. A distributed subplan whose workers' plan is an aggregate brings back a small
+    result (a mart's figures per day); one that is a scan or a join gathers a table's rows on
+    the coordinator, the whole log for a model over it (docs/scale-out.md)."""
+    (plan,) = conn.execute(sql.SQL("explain (format json) ") + sql.SQL(query)).fetchone() or [[]]
+    jobs = list(_citus_jobs(plan))
+    if not jobs:
+        return PlanCheck(False, 0, 0, ())
+    (tasks, _), subplans = jobs[0], jobs[1:]
+    gathering = tuple(root for count, root in subplans if count > 1 and root != "Aggregate")
+    return PlanCheck(True, tasks, len(subplans), gathering)
+
+
+def _citus_jobs(node: object) -> Iterator[tuple[int, str]]:
+    """(task count, root node type of the workers' plan) of every Citus job in an EXPLAIN
+    (FORMAT JSON) tree, the outermost first."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _citus_jobs(item)
+    elif isinstance(node, dict):
+        job = node.get("Job")
+        if isinstance(job, dict):
+            remote = (job.get("Tasks") or [{}])[0].get("Remote Plan", {})
+            while isinstance(remote, list) and remote:  # [[{"Plan": ...}]]
+                remote = remote[0]
+            root = remote.get("Plan", {}) if isinstance(remote, dict) else {}
+            kind = str(root.get("Node Type", "-"))
+            if kind == "Result" and all(
+                child.get("Parent Relationship") == "InitPlan" for child in root.get("Plans", [])
+            ):
+                kind = "Aggregate"  # min() or max() read through an index: one row
+            yield int(job.get("Task Count", 0)), kind
+        for key, value in node.items():
+            if key != "Job":
+                yield from _citus_jobs(value)
+
+
 # -- a local cluster for tests and benchmarks ---------------------------------------------------
 SOURCE_ENV = "MLWH_CITUS_SOURCE"
 CACHE_ENV = "MLWH_CITUS_CACHE"

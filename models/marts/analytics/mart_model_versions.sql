@@ -37,7 +37,10 @@ evaluations as (
 
 ),
 
-outcomes as (
+{# read twice (the window's reference time, then the figures) and not materialized: on a
+   distributed warehouse a materialized CTE gathers the whole fact on the coordinator, where
+   inlined each read is an aggregate the workers compute (docs/requirements.md#scale-out) #}
+outcomes as not materialized (
 
     select * from {{ ref('fct_prediction_outcomes') }}
 

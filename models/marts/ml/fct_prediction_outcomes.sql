@@ -26,11 +26,15 @@
     scanning it. The new_* imports read the raw tables directly for the same reason (a CTE
     used twice is materialized, and its scan cannot use an index).
 
-    `scoped` is read three times and declared `not materialized`: on a distributed warehouse
+    `scoped` is read four times and declared `not materialized`: on a distributed warehouse
     a materialized CTE is gathered on the coordinator, the whole log at a full refresh
-    (docs/requirements.md#scale-out; docs/scale-out.md says what still keeps this query from
-    running on the workers). model_id is carried so that marts per registered model need not
-    join the log again.
+    (docs/requirements.md#scale-out). Citus 14 runs this query on the workers (each shard's
+    predictions with their outcomes and feedback) only when it joins the staging views'
+    `raw union all archive` with inner joins, one left join at most (the seed's, last), and
+    when every branch of a union selects the distribution column itself; hence `events`
+    instead of two left joins, and prediction_key in the feedback imports rather than
+    staging's nullif'd prediction_id (`bench/citus.py` checks the plan). model_id is carried
+    so that marts per registered model need not join the log again.
 #}
 {{
     config(
@@ -136,9 +140,9 @@ feedback as (
 
     new_feedback as (
 
-        select prediction_id from {{ ref('stg_ml_raw__feedback') }}
+        select prediction_key as prediction_id from {{ ref('stg_ml_raw__feedback') }}
         where
-            prediction_id is not null
+            prediction_key != '00000000-0000-0000-0000-000000000000'::uuid
             and created_at >= {{ window_start }}
             and ingested_at >= {{ ingested_after }}
 
@@ -202,6 +206,73 @@ latest_feedback as (
 
 ),
 
+{# One row per scoped prediction with its latest outcome and feedback: a row for each
+   prediction, its latest outcome and its latest feedback, grouped by prediction (each kind has
+   at most one row, and a kind's own columns are null in the others' rows, so max() picks it),
+   instead of two left joins, which would keep the query from the workers (see above). #}
+events as (
+
+    select
+        scoped.prediction_id,
+        'prediction' as event_kind,
+        null::double precision as actual_value,
+        null::text as feedback_type,
+        null::double precision as rating,
+        null::timestamptz as event_at,
+        null::timestamptz as first_event_at,
+        null::bigint as event_count,
+        null::timestamptz as last_ingested_at
+    from scoped
+
+    union all
+
+    select
+        latest_outcomes.prediction_id,
+        'outcome' as event_kind,
+        latest_outcomes.actual_value,
+        null as feedback_type,
+        null as rating,
+        latest_outcomes.observed_at as event_at,
+        latest_outcomes.first_event_at,
+        latest_outcomes.event_count,
+        latest_outcomes.last_ingested_at
+    from latest_outcomes
+
+    union all
+
+    select
+        latest_feedback.prediction_id,
+        'feedback' as event_kind,
+        null as actual_value,
+        latest_feedback.feedback_type,
+        latest_feedback.rating,
+        latest_feedback.created_at as event_at,
+        latest_feedback.first_event_at,
+        latest_feedback.event_count,
+        latest_feedback.last_ingested_at
+    from latest_feedback
+
+),
+
+latest_events as (
+
+    select
+        prediction_id,
+        max(actual_value) as actual_value,
+        max(first_event_at) filter (where event_kind = 'outcome') as labeled_at,
+        max(event_at) filter (where event_kind = 'outcome') as actual_observed_at,
+        max(event_count) filter (where event_kind = 'outcome') as outcome_count,
+        max(last_ingested_at) filter (where event_kind = 'outcome') as outcome_ingested_at,
+        max(feedback_type) as latest_feedback_type,
+        max(rating) as latest_feedback_rating,
+        max(event_at) filter (where event_kind = 'feedback') as latest_feedback_at,
+        max(event_count) filter (where event_kind = 'feedback') as feedback_count,
+        max(last_ingested_at) filter (where event_kind = 'feedback') as feedback_ingested_at
+    from events
+    group by prediction_id
+
+),
+
 joined as (
 
     select
@@ -215,27 +286,28 @@ joined as (
         scoped.model_version,
         scoped.predicted_value,
         scoped.confidence,
-        latest_outcomes.actual_value,
+        latest_events.actual_value,
         prediction_types.tolerance,
-        latest_outcomes.first_event_at as labeled_at,
-        latest_outcomes.observed_at as actual_observed_at,
-        latest_feedback.feedback_type as latest_feedback_type,
-        latest_feedback.rating as latest_feedback_rating,
-        latest_feedback.created_at as latest_feedback_at,
-        scoped.predicted_value - latest_outcomes.actual_value as error,
+        latest_events.labeled_at,
+        latest_events.actual_observed_at,
+        latest_events.latest_feedback_type,
+        latest_events.latest_feedback_rating,
+        latest_events.latest_feedback_at,
+        scoped.predicted_value - latest_events.actual_value as error,
         case
             when prediction_types.kind = 'binary_classification'
                 then (scoped.predicted_value >= prediction_types.decision_threshold)::integer
         end as predicted_class,
-        coalesce(latest_outcomes.event_count, 0)::integer as outcome_count,
-        coalesce(latest_feedback.event_count, 0)::integer as feedback_count,
+        coalesce(latest_events.outcome_count, 0)::integer as outcome_count,
+        coalesce(latest_events.feedback_count, 0)::integer as feedback_count,
         greatest(
-            scoped.ingested_at, latest_outcomes.last_ingested_at, latest_feedback.last_ingested_at
+            scoped.ingested_at,
+            latest_events.outcome_ingested_at,
+            latest_events.feedback_ingested_at
         ) as last_ingested_at
     from scoped
+    inner join latest_events on scoped.prediction_id = latest_events.prediction_id
     left join prediction_types on scoped.prediction_type = prediction_types.prediction_type
-    left join latest_outcomes on scoped.prediction_id = latest_outcomes.prediction_id
-    left join latest_feedback on scoped.prediction_id = latest_feedback.prediction_id
 
 ),
 

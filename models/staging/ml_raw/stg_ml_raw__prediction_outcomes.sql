@@ -1,11 +1,14 @@
 {#
     Outcomes still in ml_raw and those retention has archived with their predictions
-    (ml_archive, same columns, disjoint periods); see stg_ml_raw__predictions.
+    (ml_archive, same columns, disjoint periods); see stg_ml_raw__predictions. prediction_id
+    comes first, as in stg_ml_raw__predictions: on a distributed warehouse Citus joins two
+    such unions on the workers only when the distribution column has the same position in
+    both (docs/requirements.md#scale-out).
 #}
 {%- set columns = [
+    'prediction_id',
     'outcome_id',
     'observed_at',
-    'prediction_id',
     'actual_value',
     'prediction_created_at',
     'source',
@@ -23,9 +26,9 @@ source as (
 renamed as (
 
     select
+        prediction_id,
         outcome_id,
         observed_at,
-        prediction_id,
         actual_value,
         prediction_created_at,
         source as outcome_source,

@@ -247,7 +247,8 @@ def test_a_retried_prediction_without_a_time_records_its_outcome_once(
     warehouse: db.ConnInfo, tmp_path: Path
 ) -> None:
     """The writer stamps each call's own time on a prediction that names none: its outcome is
-    dated by the UUIDv7 id instead, so the retry is the same outcome row, not a second one."""
+    dated by the stored prediction's created_at instead, so the retry is the same outcome row,
+    not a second one."""
     with Writer(warehouse, spill_dir=tmp_path) as writer:
         pid = writer.write_prediction(actual_value=1.0, **ROW)
         assert pid.version == 7

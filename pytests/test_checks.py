@@ -175,9 +175,15 @@ def names(row: dict, *words: str) -> bool:
     return any(all(w in sample for w in words) for sample in row["message"].split("; "))
 
 
-def utc_today(info: db.ConnInfo) -> date:
+def run_day(info: db.ConnInfo, run_id: str) -> date:
+    """The UTC day a check run started: its "today", even when an assertion reads it after
+    midnight."""
     with db.connect(info) as conn:
-        row = conn.execute("select (now() at time zone 'UTC')::date").fetchone()
+        row = conn.execute(
+            "select (started_at at time zone 'UTC')::date from ml_ops.data_quality_checks"
+            " where run_id = %s",
+            (run_id,),
+        ).fetchone()
     assert row is not None
     return row[0]
 
@@ -323,14 +329,26 @@ def assert_caught(
 ) -> None:
     """`check_name` failed, or warned, in a row naming `what` and a day `days_ago` days back."""
     info, proc = faulty
-    row = caught(results(proc), check_name)
-    today = utc_today(info)
+    rows = results(proc)
+    row = caught(rows, check_name)
+    today = run_day(info, rows[0]["run_id"])
     days = [str(today - timedelta(days=n)) for n in days_ago]
     assert any(names(row, what, day) for day in days), (days, row["message"])
 
 
 def test_silent_service(faulty: tuple[db.ConnInfo, Any]) -> None:
-    assert_caught(faulty, "assert_no_silent_services", "oracle", 0)
+    # the check names the day of oracle's newest prediction, 2 hours 1 minute old: the run's
+    # day, or the day before in the first two hours after midnight UTC
+    info, proc = faulty
+    with db.connect(info) as conn:
+        row = conn.execute(
+            "select (max(created_at) at time zone 'UTC')::date from ml_raw.ml_predictions"
+            " where service_name = 'oracle'"
+        ).fetchone()
+    assert row is not None
+    days_ago = (run_day(info, results(proc)[0]["run_id"]) - row[0]).days
+    assert days_ago in (0, 1)
+    assert_caught(faulty, "assert_no_silent_services", "oracle", days_ago)
 
 
 def test_volume_drop(faulty: tuple[db.ConnInfo, Any]) -> None:

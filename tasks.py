@@ -11,12 +11,15 @@ python3 tasks.py lint    ruff, sqlfluff and squawk only
 modules each), and next to it sqlfluff and the PostgreSQL 15 tests, whose output is printed
 when they end. Most of the suite's time is dbt and the server answering, so two workers and
 the steps beside them keep both cores busy; each step has its own servers and directories.
+The steps beside the suite run at a lower CPU priority (BESIDE_NICENESS): the suite is the
+longest step, so it gets the cores first and the others take what its waits leave.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,9 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 # Debian's PostgreSQL 15 server package; MLWH_PG15_BIN names another directory of its binaries.
 PG15_BIN = Path(os.environ.get("MLWH_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+# `nice` increment of the steps beside the suite (and of the servers they start): enough that
+# the suite wins the cores while both are busy, little enough that a step still ends early
+BESIDE_NICENESS = 5
 
 
 def run(
@@ -38,8 +44,13 @@ def run(
     env: dict[str, str] | None = None,
     output: list[str] | None = None,
 ) -> int:
-    """Run a command in ROOT; with `output`, collect what it prints there instead of showing it."""
+    """Run a command in ROOT; with `output`, collect what it prints there instead of showing it.
+
+    A command with `output` is a step beside the suite: it runs at BESIDE_NICENESS.
+    """
     line = "+ " + " ".join(str(c) for c in cmd)
+    if output is not None and shutil.which("nice"):
+        cmd = ("nice", "-n", str(BESIDE_NICENESS), *cmd)
     env = {
         **os.environ,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",

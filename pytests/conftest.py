@@ -111,13 +111,13 @@ def grant_database(conn: psycopg.Connection) -> None:
 # (`--no-loadscope-reorder`), so the last module to start is a short one and neither worker
 # idles while the other finishes a long one. The others follow in file order.
 LONGEST_MODULES = (
-    "test_checks.py",
     "test_features.py",
-    "test_cli.py",
+    "test_checks.py",
     "test_serve.py",
     "test_demo.py",
     "test_report.py",
     "test_foundation.py",
+    "test_cli.py",
     "test_ingest.py",
     "test_marts.py",
     "test_retention.py",

@@ -5,7 +5,8 @@ service, the newest a minute old) and must pass every check. The scenarios share
 each injects its problem straight into the raw tables, in a service (or table) of its own; the
 marts are rebuilt once the way the scheduled `dbt build` would, `mlwh check` runs once, and each
 scenario asserts that its named check caught its problem in a failing row naming the service
-(or table) and the day."""
+(or table) and the day. That copy keeps the clean run's history, so its run is the second one
+the history holds: two full `mlwh check` runs in all (each about half a minute)."""
 
 from __future__ import annotations
 
@@ -116,14 +117,14 @@ def generate_clean(conn: psycopg.Connection) -> None:
     )
 
 
-def build(info: db.ConnInfo, home: Path, *select: str) -> None:
+def build(info: db.ConnInfo, home: Path, full_refresh: bool = False) -> None:
     # the marts alone: the unit tests are test_marts' (they would only add time here)
     args = ["build", "--exclude", "resource_type:test", "resource_type:unit_test"]
-    if select:
-        # select +mart_monitoring_alerts: recreating a staging view drops the views on it (cascade)
-        # and --full-refresh: the faults are injected by rewriting days the incremental marts
-        # already processed, which real (append-only) traffic never does
-        args = ["run", "--full-refresh", "--select", *select]
+    if full_refresh:
+        # every model: recreating a staging view drops the views on it (cascade), and a check of
+        # a dropped one would error; --full-refresh: the faults are injected by rewriting days
+        # the incremental marts already processed, which real (append-only) traffic never does
+        args = ["run", "--full-refresh"]
     # the target `mlwh check` uses too: one parse serves both
     target = dbt_target(home, ROOT, info.dbname)
     result = Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True).invoke(args)
@@ -132,30 +133,22 @@ def build(info: db.ConnInfo, home: Path, *select: str) -> None:
 
 @pytest.fixture(scope="module")
 def clean_db(
-    admin_info: db.ConnInfo, template_db: str, pg_home: Path
-) -> Iterator[db.ConnInfo]:
-    # built under the scenarios' name, then renamed: one dbt parse serves the build, every
-    # scenario's build and every `mlwh check` (see conftest.MODULE_DB)
+    pg_server: db.EmbeddedServer, admin_info: db.ConnInfo, template_db: str
+) -> Iterator[tuple[db.ConnInfo, Any]]:
+    """The clean warehouse, built and checked once: (its database, the `mlwh check --json`
+    process of that first run)."""
+    # built and checked under the scenarios' name, then renamed: one dbt parse serves the
+    # build, the scenarios' build and every `mlwh check` (see conftest.MODULE_DB)
     info = create_database(admin_info, SCENARIO_DB, template_db)
-    target = dbt_target(pg_home, ROOT, SCENARIO_DB)
+    target = dbt_target(pg_server.home, ROOT, SCENARIO_DB)
     assert Dbt(as_owner(info), project=ROOT, target_path=target, quiet=True).invoke(["seed"]).ok
     with db.connect(info, autocommit=True) as conn:
         generate_clean(conn)
-    build(info, pg_home)
+    build(info, pg_server.home)
+    first = check(pg_server, info)
     clean = rename_database(admin_info, SCENARIO_DB, CLEAN_DB)
-    yield clean
+    yield clean, first
     drop_database(admin_info, CLEAN_DB)
-
-
-@pytest.fixture
-def scenario(
-    admin_info: db.ConnInfo,
-    clean_db: db.ConnInfo,
-) -> Iterator[db.ConnInfo]:
-    """A copy of the clean warehouse (one name: see conftest.MODULE_DB)."""
-    info = create_database(admin_info, SCENARIO_DB, CLEAN_DB)
-    yield info
-    drop_database(admin_info, SCENARIO_DB)
 
 
 def check(pg_server: db.EmbeddedServer, info: db.ConnInfo, *args: str):  # type: ignore[no-untyped-def]
@@ -182,25 +175,37 @@ def names(row: dict, *words: str) -> bool:
     return any(all(w in sample for w in words) for sample in row["message"].split("; "))
 
 
-def utc_today(info: db.ConnInfo) -> date:
+def run_day(info: db.ConnInfo, run_id: str) -> date:
+    """The UTC day a check run started: its "today", even when an assertion reads it after
+    midnight."""
     with db.connect(info) as conn:
-        row = conn.execute("select (now() at time zone 'UTC')::date").fetchone()
+        row = conn.execute(
+            "select (started_at at time zone 'UTC')::date from ml_ops.data_quality_checks"
+            " where run_id = %s",
+            (run_id,),
+        ).fetchone()
     assert row is not None
     return row[0]
 
 
 def test_clean_data_passes_and_history_accumulates(
-    pg_server: db.EmbeddedServer, scenario: db.ConnInfo
+    clean_db: tuple[db.ConnInfo, Any], faulty: tuple[db.ConnInfo, Any]
 ) -> None:
-    first = check(pg_server, scenario)
+    _, first = clean_db
     assert first.returncode == 0, first.stdout + first.stderr
     rows = json.loads(first.stdout)
     assert rows and {r["status"] for r in rows} == {"pass"}, [
         (r["check_name"], r["message"]) for r in rows if r["status"] != "pass"
     ]
-    second = check(pg_server, scenario)
-    assert second.returncode == 0
-    with db.connect(scenario) as conn:
+    # the second run is the faulty copy's, over the clean run's history (its stored results and
+    # its --store-failures tables): every check runs again, none errors, and both runs are kept
+    info, second = faulty
+    assert second.returncode == 1, second.stdout[-2000:] + second.stderr
+    again = json.loads(second.stdout)
+    assert len(again) == len(rows) and not [r for r in again if r["status"] == "error"], [
+        (r["check_name"], r["message"]) for r in again if r["status"] == "error"
+    ]
+    with db.connect(info) as conn:
         stored = conn.execute(
             "select run_id::text, count(*) from ml_ops.dq_results group by run_id"
         ).fetchall()
@@ -208,22 +213,22 @@ def test_clean_data_passes_and_history_accumulates(
             "select run_id::text, status, checks_total, checks_passed"
             " from ml_ops.data_quality_checks order by started_at"
         ).fetchall()
-    assert len(stored) == 2 and all(count == len(rows) for _, count in stored)
-    assert [(r[1], r[2], r[3]) for r in runs] == [("pass", len(rows), len(rows))] * 2
+    assert sorted(stored) == sorted((printed[0]["run_id"], len(rows)) for printed in (rows, again))
+    passed = sum(r["status"] == "pass" for r in again)
+    assert [tuple(r) for r in runs] == [
+        (rows[0]["run_id"], "pass", len(rows), len(rows)),
+        (again[0]["run_id"], "fail", len(rows), passed),
+    ]
     # --json prints exactly what was stored for its run
-    with db.connect(scenario) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "select check_name, node, status, severity, failing_rows, message"
-            " from ml_ops.dq_results where run_id = %s order by dq_result_id",
-            (rows[0]["run_id"],),
-        )
-        assert cur.fetchall() == [
-            {
-                k: r[k]
-                for k in ("check_name", "node", "status", "severity", "failing_rows", "message")
-            }
-            for r in rows
-        ]
+    keys = ("check_name", "node", "status", "severity", "failing_rows", "message")
+    with db.connect(info) as conn, conn.cursor(row_factory=dict_row) as cur:
+        for printed in (rows, again):
+            cur.execute(
+                "select check_name, node, status, severity, failing_rows, message"
+                " from ml_ops.dq_results where run_id = %s order by dq_result_id",
+                (printed[0]["run_id"],),
+            )
+            assert cur.fetchall() == [{k: r[k] for k in keys} for r in printed]
 
 
 # -- the scenarios: one fault each, in a service (or table) of its own ---------------------
@@ -300,10 +305,12 @@ FAULTS = (
 
 @pytest.fixture(scope="module")
 def faulty(
-    pg_server: db.EmbeddedServer, admin_info: db.ConnInfo, clean_db: db.ConnInfo
+    pg_server: db.EmbeddedServer,
+    admin_info: db.ConnInfo,
+    clean_db: tuple[db.ConnInfo, Any],
 ) -> Iterator[tuple[db.ConnInfo, Any]]:
-    """A copy of the clean warehouse with every scenario's fault, rebuilt the way the scheduled
-    `dbt build` would and checked once: (the copy, the `mlwh check --json` process).
+    """A copy of the checked clean warehouse with every scenario's fault, rebuilt the way the
+    scheduled `dbt build` would and checked once: (the copy, the `mlwh check --json` process).
 
     Each fault is in a service (or table) of its own, so each scenario's test asserts that its
     check caught its fault in a failing row naming that service and day.
@@ -312,7 +319,7 @@ def faulty(
     with db.connect(info, autocommit=True) as conn:
         for inject in FAULTS:
             inject(conn)
-    build(info, pg_server.home, "+mart_monitoring_alerts")
+    build(info, pg_server.home, full_refresh=True)
     yield info, check(pg_server, info)
     drop_database(admin_info, SCENARIO_DB)
 
@@ -322,14 +329,26 @@ def assert_caught(
 ) -> None:
     """`check_name` failed, or warned, in a row naming `what` and a day `days_ago` days back."""
     info, proc = faulty
-    row = caught(results(proc), check_name)
-    today = utc_today(info)
+    rows = results(proc)
+    row = caught(rows, check_name)
+    today = run_day(info, rows[0]["run_id"])
     days = [str(today - timedelta(days=n)) for n in days_ago]
     assert any(names(row, what, day) for day in days), (days, row["message"])
 
 
 def test_silent_service(faulty: tuple[db.ConnInfo, Any]) -> None:
-    assert_caught(faulty, "assert_no_silent_services", "oracle", 0)
+    # the check names the day of oracle's newest prediction, 2 hours 1 minute old: the run's
+    # day, or the day before in the first two hours after midnight UTC
+    info, proc = faulty
+    with db.connect(info) as conn:
+        row = conn.execute(
+            "select (max(created_at) at time zone 'UTC')::date from ml_raw.ml_predictions"
+            " where service_name = 'oracle'"
+        ).fetchone()
+    assert row is not None
+    days_ago = (run_day(info, results(proc)[0]["run_id"]) - row[0]).days
+    assert days_ago in (0, 1)
+    assert_caught(faulty, "assert_no_silent_services", "oracle", days_ago)
 
 
 def test_volume_drop(faulty: tuple[db.ConnInfo, Any]) -> None:

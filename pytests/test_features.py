@@ -223,19 +223,24 @@ def built(module_db: db.ConnInfo, dbt: Dbt) -> dict[str, Any]:
         load(conn, rows, None, boundaries[0])
         # the data tests and unit tests run once, in the full refresh below (SELECT ends in
         # its --exclude list)
+        # (manifest_json=False: nothing reads this target's manifest.json, and dbt would write
+        # its 2 MB twice a call)
         first = build.invoke(
-            ["build", *SELECT, "resource_type:test", "resource_type:unit_test", *dbt_vars(now)]
+            ["build", *SELECT, "resource_type:test", "resource_type:unit_test", *dbt_vars(now)],
+            manifest_json=False,
         )
         assert first.ok, failures(first)
         for start, end in zip(boundaries, boundaries[1:], strict=False):
             load(conn, rows, start, end)
-            step = build.invoke(["run", *SELECT, *dbt_vars(now)])
+            step = build.invoke(["run", *SELECT, *dbt_vars(now)], manifest_json=False)
             assert step.ok, failures(step)
         for table, (schema, _) in INCREMENTAL.items():
             conn.execute(sql.SQL("create table {} as select * from {}").format(
                 sql.Identifier("public", "incremental_" + table), sql.Identifier(schema, table)
             ))
-        full = build.invoke(["build", *SELECT, *dbt_vars(now), "--full-refresh"])
+        full = build.invoke(
+            ["build", *SELECT, *dbt_vars(now), "--full-refresh"], manifest_json=False
+        )
         assert full.ok, failures(full)
     return {"now": now, "manifest": manifest}
 

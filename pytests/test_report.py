@@ -18,7 +18,6 @@ from scipy import stats
 
 from runner import db, maintenance
 from runner.checks import run_checks
-from runner.demo.generate import generate
 from runner.demo.report import SECTIONS, Chart, Context, Section, build_report, reads, write_report
 from runner.demo.report.sections import Z95
 from runner.errors import MlwhError
@@ -59,24 +58,6 @@ EXPECTED_CHARTS = {
 # the charts of the input sections (runner/demo/report/features.py); the generated traffic
 # plants a feature drift and a failing segment, so each has data
 FEATURE_CHARTS = {"feature_psi", "feature_alerts", "worst_segments", "estimated_accuracy"}
-
-# what the report reads: the daily marts, the alerts and the thresholds they applied, the
-# drift histograms, the check and maintenance history
-REPORT_MARTS = [
-    "+mart_prediction_volume_daily",
-    "+mart_prediction_volume_by_version_daily",
-    "+mart_performance_daily",
-    "+mart_calibration_daily",
-    "+mart_drift_daily",
-    "+mart_drift_bins_daily",
-    "+mart_label_coverage_daily",
-    "+mart_service_health",
-    "+mart_monitoring_alerts",
-    "+mart_dq_history",
-    "+mart_maintenance_runs",
-    "dim_alert_thresholds",
-]
-
 
 def _chromium() -> str:
     """The browser, or a failure under CI (CI=true) and a skip elsewhere when it is missing."""
@@ -178,15 +159,13 @@ INVENTORY = """JSON.stringify([...document.querySelectorAll('[data-chart]')].map
     e.querySelectorAll('polyline, polygon, circle, rect, tr, .tile').length]))"""
 
 
+# the built warehouse (conftest): `mlwh generate`'s 10 days of 12,000 predictions, every mart
+# the report reads built on them
+pytestmark = pytest.mark.built_warehouse
+
+
 @pytest.fixture(scope="module")
 def report(module_db: db.ConnInfo, dbt, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    generate(module_db, days=10, rows=12_000, seed=3, progress=False)
-    # the marts alone: the unit tests are test_marts' (they would only add time here)
-    result = dbt.invoke(
-        ["build", "--select", *REPORT_MARTS, "--exclude", "resource_type:test",
-         "resource_type:unit_test"]
-    )  # fmt: skip
-    assert result.ok
     # a check run (one warning: the silent service) and a maintenance run for the history
     run_checks(module_db, ["mart_drift_bins_daily", "assert_no_silent_services"], dbt=dbt)
     maintenance.run(module_db, steps=["status"], force=True)

@@ -14,9 +14,10 @@ warm at most 3 s (docs/requirements.md#dbt-partial-parse); the cold figure is th
 
 The floor is what any in-process dbt call pays before it can start: a new interpreter that
 imports the runner's CLI and dbt's (`warm - floor` is what partial parsing, the connection and
-the hooks still cost). On a busy machine the seconds stretch with the load; the CPU seconds of
-the whole warm command (user + system, its children included) stretch much less, so they are
-printed too.
+the hooks still cost). On a busy machine the seconds stretch with the load; CPU seconds stretch
+much less, so two more columns give them: the CPU the warm process had used by the time dbt
+started its first node (sampled from /proc every 10 ms, so it is known to about that), and the
+CPU of the whole warm command (user + system, its children included).
 
     .venv/bin/python bench/dbt_overhead.py [--repeat 3]
 """
@@ -62,25 +63,48 @@ def _first_node_start(artifact: Path) -> float:
     return min(starts)
 
 
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds process `pid` has used so far (None once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def overhead(
     args: list[str], artifact: str, env: dict[str, str], target: Path
-) -> tuple[float, float]:
-    """Seconds from launching `mlwh <args>` to the start of dbt's first node, and the CPU
-    seconds of the whole command."""
+) -> tuple[float, float, float]:
+    """Seconds from launching `mlwh <args>` to the start of dbt's first node, the CPU seconds
+    the process had used by then, and the CPU seconds of the whole command."""
     (target / artifact).unlink(missing_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.time()
-    proc = subprocess.run([MLWH, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.Popen(
+        [MLWH, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )
+    samples: list[tuple[float, float]] = []  # (wall clock, CPU seconds so far)
+    while proc.poll() is None:
+        cpu_so_far = _process_cpu(proc.pid)
+        if cpu_so_far is not None:
+            samples.append((time.time(), cpu_so_far))
+        time.sleep(0.01)
+    stderr = proc.stderr.read() if proc.stderr else ""
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"mlwh {' '.join(args)} failed: {proc.stderr.strip()}")
+        raise SystemExit(f"mlwh {' '.join(args)} failed: {stderr.strip()}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return _first_node_start(target / artifact) - launched, cpu
+    first = _first_node_start(target / artifact)
+    cpu_first = max((c for t, c in samples if t <= first), default=0.0)
+    return first - launched, cpu_first, cpu
 
 
 def floor(repeat: int) -> float:
-    """Seconds to start an interpreter and import the runner's CLI and dbt's."""
-    code = "import runner.cli, dbt.cli.main"
+    """Seconds to start an interpreter and import the runner's CLI and dbt's (as the runner
+    imports dbt)."""
+    code = "import runner.cli, runner.dbt; runner.dbt.dbt_cli()"
     times = []
     for _ in range(repeat):
         launched = time.perf_counter()
@@ -97,19 +121,26 @@ def run(home: Path, repeat: int) -> None:
     }
     env.update({"MLWH_HOME": str(home), "MLWH_PROJECT_DIR": str(ROOT)})
     say(f"floor (interpreter + imports): {floor(repeat):.2f} s")
-    say(f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10} {'warm cpu s':>11}")
+    say(
+        f"{'command':<14} {'cold s':>8} {'warm s':>8} {'warm/cold':>10}"
+        f" {'warm cpu to 1st node s':>23} {'warm cpu s':>11}"
+    )
     for name, (args, artifact) in COMMANDS.items():
-        cold, warm, cpu = [], [], []
+        cold, warm, cpu_first, cpu = [], [], [], []
         for _ in range(repeat):
             target = Path(tempfile.mkdtemp(prefix="target-", dir=home))
             run_env = {**env, "DBT_TARGET_PATH": str(target)}
             cold.append(overhead(args, artifact, run_env, target)[0])
-            seconds, cpu_seconds = overhead(args, artifact, run_env, target)
+            seconds, cpu_to_first, cpu_seconds = overhead(args, artifact, run_env, target)
             warm.append(seconds)
+            cpu_first.append(cpu_to_first)
             cpu.append(cpu_seconds)
             shutil.rmtree(target)
         c, w = statistics.median(cold), statistics.median(warm)
-        say(f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f} {statistics.median(cpu):>11.2f}")
+        say(
+            f"{name:<14} {c:>8.2f} {w:>8.2f} {w / c:>10.2f}"
+            f" {statistics.median(cpu_first):>23.2f} {statistics.median(cpu):>11.2f}"
+        )
     say(f"(median of {repeat}; warm target: at most 3 s before the first node)")
 
 

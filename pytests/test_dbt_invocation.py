@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +46,16 @@ def test_a_second_process_reuses_the_parse(
         perf = json.loads((tmp_path / "target" / "perf_info.json").read_text())
         parsed.append(perf["parsed_path_count"])
     assert parsed[0] > 0 and parsed[1] == 0, parsed
+
+
+def test_dbt_is_imported_with_the_collector_paused_then_on_again() -> None:
+    # a new interpreter: this one imported dbt long ago
+    code = (
+        "import gc, runner.dbt; runner.dbt.dbt_cli(); "
+        "print(gc.isenabled(), gc.get_freeze_count() > 100_000)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
 
 
 def test_check_leaves_no_temporary_folders(

@@ -12,9 +12,10 @@ from runner.errors import MlwhError
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
-    from dbt.cli.exceptions import DbtInternalException, DbtUsageException
+    from runner.dbt import Dbt, accepted_options, dbt_cli
 
-    from runner.dbt import Dbt, accepted_options
+    dbt_cli()  # first: importing dbt.cli.exceptions would import all of dbt's CLI
+    from dbt.cli.exceptions import DbtInternalException, DbtUsageException
 
     dbt_args = list(args.dbt_args)
     if dbt_args[:1] == ["--"]:

@@ -23,7 +23,9 @@ from pytests.conftest import ROOT, mlwh_env, run_mlwh
 from runner import db
 from runner.ingest import InvalidRow, Writer, uuid7
 from runner.ingest.bulk import line_id, load_file
-from runner.ingest.tables import PREDICTIONS
+from runner.ingest.tables import OUTCOMES, PREDICTIONS
+from runner.serve.app import ServeState, _ingest_rows, connection_pool
+from runner.serve.metrics import ServeMetrics
 
 ROW = {"service_name": "oracle", "prediction_type": "knowledge-relevance", "confidence": 0.8}
 
@@ -484,5 +486,37 @@ def test_ingesting_outcomes_twice_stores_each_once(clean: db.ConnInfo, tmp_path:
     loads = [load_file(data, table="outcomes", info=clean, progress=False, spill_dir=tmp_path)
              for _ in range(2)]
     assert [r.loaded for r in loads] == [2, 0]
+    assert count(clean, "select count(*) from ml_raw.ml_prediction_outcomes"
+                        " where prediction_id = %s", [pid]) == 2
+
+
+def test_a_retried_outcomes_request_and_a_replayed_journal_store_each_once(
+    clean: db.ConnInfo, tmp_path: Path
+) -> None:
+    """/v1/outcomes rows with an outcome_id and no observed_at, sent twice (the request's handler,
+    in process: no server), then the same outcome from a journal an outage left, replayed after
+    the retry: one row each (docs/requirements.md#outcome-retry)."""
+    pid, oid, journaled = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    down = Writer(replace(clean, password="not-the-password"), spill_dir=tmp_path / "a",
+                  connect_timeout=1)
+    down.record_outcome(pid, 1.0, outcome_id=journaled)
+    assert not down.close(timeout=1)  # the journal stays for the next writer
+    body = json.dumps([{"prediction_id": str(pid), "actual_value": 1.0,
+                        "outcome_id": str(oid)}]).encode()
+    with Writer(clean, spill_dir=tmp_path / "b") as writer, connection_pool(clean) as pool:
+        writer.write_prediction(prediction_id=pid, predicted_value=0.3, **ROW)
+        assert writer.flush(timeout=60)
+        state = ServeState(writer=writer, keys=None, pool=pool, ready_info=clean,  # type: ignore[arg-type]
+                           max_body_bytes=1 << 20, metrics=ServeMetrics())
+        for _ in range(2):
+            status, answer = _ingest_rows(state, OUTCOMES, "oracle", body, "application/json")
+            assert (status, answer["ids"]) == (200, [str(oid)]), answer
+            assert writer.flush(timeout=60)
+        writer.record_outcome(pid, 1.0, outcome_id=journaled)  # the caller's retry
+        assert writer.flush(timeout=60)
+        assert writer.stats()["duplicates"] == 1
+    with Writer(clean, spill_dir=tmp_path / "a") as replay:
+        assert replay.flush(timeout=60)
+        assert replay.stats()["replayed"] == 1 and replay.stats()["duplicates"] == 1
     assert count(clean, "select count(*) from ml_raw.ml_prediction_outcomes"
                         " where prediction_id = %s", [pid]) == 2

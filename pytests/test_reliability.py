@@ -23,7 +23,9 @@ from pytests.conftest import ROOT, mlwh_env, run_mlwh
 from runner import db
 from runner.ingest import InvalidRow, Writer, uuid7
 from runner.ingest.bulk import line_id, load_file
-from runner.ingest.tables import PREDICTIONS
+from runner.ingest.tables import OUTCOMES, PREDICTIONS
+from runner.serve.app import ServeState, _ingest_rows, connection_pool
+from runner.serve.metrics import ServeMetrics
 
 ROW = {"service_name": "oracle", "prediction_type": "knowledge-relevance", "confidence": 0.8}
 
@@ -436,3 +438,85 @@ def test_unregistered_rows_in_dead_letters_raise_an_alert(clean: db.ConnInfo, db
         ).fetchall()
     assert alerts == [("unregistered_prediction_type", "orcale/knowledge-relevance", 1.0)]
 
+
+
+# -- an outcome the caller named is recorded once --------------------------------------------------
+def test_a_retried_outcome_with_its_id_and_no_time_is_one_row(
+    clean: db.ConnInfo, tmp_path: Path
+) -> None:
+    """record_outcome with the caller's outcome_id and no observed_at (each call is stamped with
+    its own time), retried after a flush, through another writer, in one batch, or after a call
+    that gave the time: one row, the first call's (docs/requirements.md#outcome-retry)."""
+    pid, timed = uuid.uuid4(), uuid.uuid4()
+    first = datetime.now(UTC) - timedelta(hours=1)
+    oid, twice, named = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with Writer(clean, spill_dir=tmp_path) as writer:
+        writer.write_prediction(prediction_id=pid, predicted_value=0.3, **ROW)
+        writer.write_prediction(prediction_id=timed, predicted_value=0.3, **ROW)
+        for _ in range(2):  # across flushes
+            assert writer.record_outcome(pid, 1.0, outcome_id=oid) == oid
+            assert writer.flush(timeout=60)
+        for _ in range(2):  # in one batch
+            writer.record_outcome(pid, 1.0, outcome_id=twice)
+        writer.record_outcome(timed, 1.0, first, outcome_id=named)
+        assert writer.flush(timeout=60)
+    with Writer(clean, spill_dir=tmp_path) as writer:  # another writer (another process)
+        for each, outcome in ((pid, oid), (pid, twice), (timed, named)):
+            writer.record_outcome(each, 0.0, outcome_id=outcome)
+        assert writer.flush(timeout=60)
+        assert writer.stats()["duplicates"] == 3
+    with db.connect(clean) as conn:
+        stored = conn.execute(
+            "select outcome_id, count(*), min(actual_value), min(observed_at)"
+            " from ml_raw.ml_prediction_outcomes where prediction_id in (%s, %s)"
+            " group by outcome_id", [pid, timed]).fetchall()
+    assert {row[0]: row[1:3] for row in stored} == {o: (1, 1.0) for o in (oid, twice, named)}
+    assert {row[0]: row[3] for row in stored}[named] == first
+
+
+def test_ingesting_outcomes_twice_stores_each_once(clean: db.ConnInfo, tmp_path: Path) -> None:
+    """Outcome lines with no observed_at, with an outcome_id or none (one is derived from the
+    line): the second load stores nothing (docs/requirements.md#outcome-retry)."""
+    pid = uuid.uuid4()
+    with Writer(clean, spill_dir=tmp_path) as writer:
+        writer.write_prediction(prediction_id=pid, predicted_value=0.3, **ROW)
+    rows = [{"prediction_id": str(pid), "actual_value": 1.0, "outcome_id": str(uuid.uuid4())},
+            {"prediction_id": str(pid), "actual_value": 0.0}]
+    data = lines(tmp_path / "outcomes.jsonl", rows)
+    loads = [load_file(data, table="outcomes", info=clean, progress=False, spill_dir=tmp_path)
+             for _ in range(2)]
+    assert [r.loaded for r in loads] == [2, 0]
+    assert count(clean, "select count(*) from ml_raw.ml_prediction_outcomes"
+                        " where prediction_id = %s", [pid]) == 2
+
+
+def test_a_retried_outcomes_request_and_a_replayed_journal_store_each_once(
+    clean: db.ConnInfo, tmp_path: Path
+) -> None:
+    """/v1/outcomes rows with an outcome_id and no observed_at, sent twice (the request's handler,
+    in process: no server), then the same outcome from a journal an outage left, replayed after
+    the retry: one row each (docs/requirements.md#outcome-retry)."""
+    pid, oid, journaled = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    down = Writer(replace(clean, password="not-the-password"), spill_dir=tmp_path / "a",
+                  connect_timeout=1)
+    down.record_outcome(pid, 1.0, outcome_id=journaled)
+    assert not down.close(timeout=1)  # the journal stays for the next writer
+    body = json.dumps([{"prediction_id": str(pid), "actual_value": 1.0,
+                        "outcome_id": str(oid)}]).encode()
+    with Writer(clean, spill_dir=tmp_path / "b") as writer, connection_pool(clean) as pool:
+        writer.write_prediction(prediction_id=pid, predicted_value=0.3, **ROW)
+        assert writer.flush(timeout=60)
+        state = ServeState(writer=writer, keys=None, pool=pool, ready_info=clean,  # type: ignore[arg-type]
+                           max_body_bytes=1 << 20, metrics=ServeMetrics())
+        for _ in range(2):
+            status, answer = _ingest_rows(state, OUTCOMES, "oracle", body, "application/json")
+            assert (status, answer["ids"]) == (200, [str(oid)]), answer
+            assert writer.flush(timeout=60)
+        writer.record_outcome(pid, 1.0, outcome_id=journaled)  # the caller's retry
+        assert writer.flush(timeout=60)
+        assert writer.stats()["duplicates"] == 1
+    with Writer(clean, spill_dir=tmp_path / "a") as replay:
+        assert replay.flush(timeout=60)
+        assert replay.stats()["replayed"] == 1 and replay.stats()["duplicates"] == 1
+    assert count(clean, "select count(*) from ml_raw.ml_prediction_outcomes"
+                        " where prediction_id = %s", [pid]) == 2

@@ -26,6 +26,7 @@ from runner.ingest.tables import (
     TABLES,
     InvalidRow,
     TableSpec,
+    outcome_spec,
 )
 from runner.ingest.writer import Writer
 
@@ -186,7 +187,11 @@ def load_file(
                     if spec is PREDICTIONS:  # with its outcome, when it carries actual_value
                         row, outcome = writer.validate_prediction(fields)
                     else:
-                        row, outcome = writer.validate(spec, fields), None
+                        # an outcome with an id (from the line, when it names none) and no time
+                        # is dated by its stored row: a reload stores it once
+                        # (docs/requirements.md#outcome-retry)
+                        target = outcome_spec(fields) if spec is OUTCOMES else spec
+                        row, outcome = writer.validate(target, fields), None
                 except InvalidRow as exc:
                     reason = str(exc)
                 except Exception as exc:  # no line stops a load: whatever it holds, say why
@@ -195,7 +200,7 @@ def load_file(
                     if spec is PREDICTIONS:
                         writer.put_prediction(row, outcome, timeout=60)
                     else:
-                        writer.put_validated(spec, row, timeout=60)
+                        writer.put_validated(target, row, timeout=60)
                     bar.update(done, lines, rejected)
                     continue
             rejected += 1

@@ -353,6 +353,10 @@ class TableSpec:
     # prediction_created_at), so that a retried prediction's outcome is the stored one's row; such
     # batches always take the stage path (docs/requirements.md#outcome-with-prediction)
     dated_by: tuple[str, str] | None = None
+    # outcomes whose caller named the outcome_id but not the time: a row of the table with the
+    # same (prediction_id, outcome_id) dates the row, so that a retry is the stored row; such
+    # batches take the stage path under a lock (docs/requirements.md#outcome-retry)
+    dated_by_stored: bool = False
     stored_as: str | None = None  # the key of the spec whose table this one fills too
     _index: dict[str, int] = field(init=False, repr=False)
     validate: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False)
@@ -479,6 +483,15 @@ class TableSpec:
             sql.SQL(", ").join(map(sql.Identifier, self.names)),
         )
 
+    def lock_sql(self) -> sql.Composed | None:
+        """Taken before insert_sql in the batch's transaction, when writers must not look the
+        table up at once: the second waits for the first's commit, then reads its rows."""
+        if not self.dated_by_stored:
+            return None
+        return sql.SQL("select pg_advisory_xact_lock(hashtextextended({}, 0))").format(
+            sql.Literal(f"mlwh:{self.qualified}:dated_by_stored")
+        )
+
     def insert_sql(self, where_ctid: bool = False, copy_format: int = 2) -> sql.Composed:
         """Stage -> target; `on conflict do nothing` makes a replayed batch harmless."""
         exprs = [
@@ -507,6 +520,27 @@ class TableSpec:
                 for c, expr in zip(self.columns, exprs, strict=True)
             ]
             order = sql.SQL(" order by s.ctid")  # in one batch too, the first call's row stays
+        if self.dated_by_stored:
+            # the earliest stored row of each (prediction_id, outcome_id) dates the batch's row;
+            # a lookup by the key's leading columns (one shard each on a distributed table),
+            # uncorrelated as the registry reads, for the batch's ids only
+            join = sql.SQL(
+                " left join (select o.prediction_id, o.outcome_id, min(o.observed_at) as observed_at"
+                " from {}.{} as o where o.prediction_id in (select prediction_id from {})"
+                " and o.outcome_id in (select outcome_id from {})"
+                " group by o.prediction_id, o.outcome_id) as o"
+                " on o.prediction_id = s.prediction_id and o.outcome_id = s.outcome_id"
+            ).format(sql.Identifier(self.schema), sql.Identifier(self.table),
+                     self.stage(copy_format), self.stage(copy_format))
+            exprs = [
+                sql.SQL("coalesce(o.observed_at, {})").format(expr)
+                if c.name == "observed_at"
+                else expr
+                for c, expr in zip(self.columns, exprs, strict=True)
+            ]
+            # in one batch too, the first call's row stays
+            distinct = sql.SQL("distinct on (s.prediction_id, s.outcome_id) ")
+            order = sql.SQL(" order by s.prediction_id, s.outcome_id, s.ctid")
         if self.id_registry is not None and self.id_column is not None:
             # an id seen before (in any partition) or twice in this batch is stored once
             ident = sql.Identifier(self.id_column)
@@ -618,6 +652,28 @@ INLINE_OUTCOMES = TableSpec(
     stored_as=OUTCOMES.key,
 )
 
+# Outcomes whose caller named the outcome_id but gave no observed_at (each call stamps its own
+# time): the same table, dated by the stored row of the same (prediction_id, outcome_id) when
+# they are written, through the stage (docs/requirements.md#outcome-retry).
+NAMED_OUTCOMES = TableSpec(
+    "named_outcomes",
+    OUTCOMES.schema,
+    OUTCOMES.table,
+    OUTCOMES.columns,
+    id_column=OUTCOMES.id_column,
+    dated_by_stored=True,
+    stored_as=OUTCOMES.key,
+)
+
+
+def outcome_spec(fields: Mapping[str, Any]) -> TableSpec:
+    """The spec an outcome's fields are validated and queued as: NAMED_OUTCOMES when the caller
+    gave an outcome_id and no observed_at, else OUTCOMES (the direct COPY)."""
+    if fields.get("outcome_id") is not None and fields.get("observed_at") is None:
+        return NAMED_OUTCOMES
+    return OUTCOMES
+
+
 # The prediction_id of feedback about no prediction: the distribution column of a distributed
 # warehouse has a value in every row (migration 0060, docs/requirements.md#scale-out).
 NO_PREDICTION = uuid.UUID(int=0)
@@ -695,5 +751,6 @@ TABLES: dict[str, TableSpec] = {
     t.key: t
     # predictions first: a round's batches are written in this order, and the outcomes that came
     # with predictions are dated by the stored ones
-    for t in (PREDICTIONS, OUTCOMES, INLINE_OUTCOMES, FEEDBACK, METRICS, EVENTS, DEAD_LETTERS)
+    for t in (PREDICTIONS, OUTCOMES, INLINE_OUTCOMES, NAMED_OUTCOMES, FEEDBACK, METRICS, EVENTS,
+              DEAD_LETTERS)
 }

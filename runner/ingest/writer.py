@@ -36,13 +36,13 @@ from runner.ingest.tables import (
     FEEDBACK,
     INLINE_OUTCOMES,
     METRICS,
-    OUTCOMES,
     PREDICTIONS,
     SNAKE_CASE,
     TABLES,
     InvalidRow,
     TableSpec,
     outcome_of,
+    outcome_spec,
     uuid7,
 )
 
@@ -316,7 +316,10 @@ class Writer:
         timeout: float | None = None,
         **fields: Any,
     ) -> uuid.UUID:
-        """Queue the observed truth for a prediction; returns the outcome_id."""
+        """Queue the observed truth for a prediction; returns the outcome_id.
+
+        Retried with the same `outcome_id`, it stores one row, the time given or else the first
+        call's (docs/requirements.md#outcome-retry)."""
         fields.update(
             prediction_id=prediction_id,
             actual_value=actual_value,
@@ -324,8 +327,9 @@ class Writer:
             prediction_created_at=prediction_created_at,
             source=source,
         )
-        row = self._validate(OUTCOMES, fields)
-        self._put("outcomes", row, timeout)
+        spec = outcome_spec(fields)
+        row = self._validate(spec, fields)
+        self._put(spec.key, row, timeout)
         return row[0]
 
     def write_feedback(self, *, timeout: float | None = None, **fields: Any) -> uuid.UUID:
@@ -1018,10 +1022,12 @@ class Writer:
         started = time.perf_counter()
         rejected = 0
         inserted = -1
+        lock = spec.lock_sql()
         if (
             not batch.replay
             and batch.copy_format == 2
             and batch.table not in self._rls
+            and not spec.dated_by_stored
             and (spec.dated_by is None or self._dated_as_stored(batch))
         ):
             try:
@@ -1037,6 +1043,8 @@ class Writer:
                 with conn.transaction(), conn.cursor() as cur:
                     with cur.copy(spec.copy_sql(batch.copy_format)) as copy:
                         copy.write(data)
+                    if lock is not None:
+                        cur.execute(lock)
                     cur.execute(spec.insert_sql(copy_format=batch.copy_format))
                     inserted = cur.rowcount
             except psycopg.Error as exc:
@@ -1076,6 +1084,9 @@ class Writer:
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(spec.copy_sql(copy_format)) as copy:
                 copy.write(data)
+            lock = spec.lock_sql()
+            if lock is not None:
+                cur.execute(lock)
             cur.execute(sql.SQL("select ctid::text from {}").format(stage))
             for (ctid,) in cur.fetchall():
                 try:

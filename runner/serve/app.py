@@ -35,7 +35,16 @@ from starlette.routing import Route
 
 from runner import db
 from runner.ingest import InvalidRow, QueueFull, Writer, WriterClosed
-from runner.ingest.tables import EVENTS, FEEDBACK, METRICS, OUTCOMES, PREDICTIONS, TableSpec
+from runner.ingest.tables import (
+    EVENTS,
+    FEEDBACK,
+    METRICS,
+    NAMED_OUTCOMES,
+    OUTCOMES,
+    PREDICTIONS,
+    TableSpec,
+    outcome_spec,
+)
 from runner.serve.auth import KeyStore
 from runner.serve.metrics import ServeMetrics
 from runner.serve.scheduler import Scheduler
@@ -260,10 +269,14 @@ def _ingest_rows(
                  f"{', '.join(map(str, sorted(forbidden)[:20]))} belong to another service; "
                  "nothing was accepted", rows=sorted(forbidden))
     accepted: list[tuple[Any, ...]] = []
+    # outcomes named by the caller and not dated: queued as NAMED_OUTCOMES, so that a retried
+    # request stores each once (docs/requirements.md#outcome-retry)
+    named: set[int] = set()
     outcomes: dict[int, tuple[Any, ...]] = {}  # position in accepted -> the outcome it carried
     rejected: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
         try:
+            target = spec
             if isinstance(row, ApiError):
                 raise InvalidRow("row", str(row))
             if not isinstance(row, dict):
@@ -274,10 +287,13 @@ def _ingest_rows(
                 if outcome is not None:
                     outcomes[len(accepted)] = outcome
             else:
-                valid = state.writer.validate(spec, row)
+                target = outcome_spec(row) if spec is OUTCOMES else spec
+                valid = state.writer.validate(target, row)
             if spec is OUTCOMES and owners.get(str(row.get("prediction_id"))) is None:
                 raise InvalidRow("prediction_id", "no such prediction: write the prediction "
                                                   "first (an outcome belongs to its prediction)")
+            if target is NAMED_OUTCOMES:
+                named.add(len(accepted))
             accepted.append(valid)
         except InvalidRow as exc:
             rejected.append({"index": index, "field": exc.field, "reason": str(exc)})
@@ -293,7 +309,8 @@ def _ingest_rows(
                 # request records it once (docs/requirements.md#outcome-with-prediction)
                 position = state.writer.put_prediction(row, outcomes.get(number))
             else:
-                position = state.writer.put_validated(spec, row)
+                position = state.writer.put_validated(
+                    NAMED_OUTCOMES if number in named else spec, row)
         for item in rejected:
             row = rows[item["index"]]
             payload = json.dumps(row, default=str) if not isinstance(row, ApiError) else ""

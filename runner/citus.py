@@ -91,7 +91,7 @@ def worker_count(conn: psycopg.Connection) -> int:
 DATABASE_SIZE = sql.SQL(
     "(pg_database_size(current_database()) + (select coalesce(sum(w.result::bigint), 0)"
     " from run_command_on_workers('select pg_database_size(current_database())') as w"
-    " where w.success))"
+    " where w.success))::bigint"
 )
 SINGLE_NODE_DATABASE_SIZE = sql.SQL("pg_database_size(current_database())")
 # (relation_oid, size_bytes) of each table whose rows live in shards, summed over them, one

@@ -268,6 +268,22 @@ def test_partitions_and_retention_work_on_the_cluster(built: dict[str, Any]) -> 
         ).fetchone()
     assert old and old[0] > 0
     _mlwh("partitions", "ensure", env=env)
+    # the dry run's rows are the partitions' own, though they live in shards the coordinator's
+    # pg_class knows nothing of and `partitions ensure` just filled (never analyzed)
+    _mlwh("retention", env=env)
+    with db.connect(built["cluster"]) as conn:
+        planned = conn.execute(
+            "select parent_table, partition_name, rows_affected from ml_ops.partition_log"
+            " where run_id = (select run_id from ml_ops.partition_log where is_dry_run"
+            " and operation = 'retention' order by partition_log_id desc limit 1)"
+        ).fetchall()
+        counted = [
+            (parent, name, conn.execute(sql.SQL("select count(*) from {}").format(
+                sql.Identifier(parent.split(".")[0], name))).fetchone()[0])
+            for parent, name, _ in planned
+        ]  # fmt: skip
+    assert planned == counted, planned
+    assert sum(n for parent, _, n in planned if parent == "ml_raw.ml_predictions") == old[0]
     _mlwh("retention", "--apply", env=env)
     with db.connect(built["cluster"]) as conn:
         left = conn.execute(
@@ -282,3 +298,4 @@ def test_partitions_and_retention_work_on_the_cluster(built: dict[str, Any]) -> 
             " and c.relkind = 'r' and c.relname ~ '^(ml_predictions|ml_prediction_outcomes)_p'"
         ).fetchone()
     assert (left, archived, local) == ((0,), old, (0,))
+

@@ -85,6 +85,35 @@ def worker_count(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+# The size of this database where its rows are: on a Citus coordinator, its own plus each
+# worker's (the shards live there). The runner's copy of the dbt macro warehouse_database_size,
+# which the size alert uses (docs/requirements.md#scale-out): keep the two alike.
+DATABASE_SIZE = sql.SQL(
+    "(pg_database_size(current_database()) + (select coalesce(sum(w.result::bigint), 0)"
+    " from run_command_on_workers('select pg_database_size(current_database())') as w"
+    " where w.success))::bigint"
+)
+SINGLE_NODE_DATABASE_SIZE = sql.SQL("pg_database_size(current_database())")
+# (relation_oid, size_bytes) of each table whose rows live in shards, summed over them, one
+# placement each: the runner's copy of the dbt macro citus_relation_sizes.
+SHARD_SIZES = sql.SQL(
+    "select p.table_name::oid as relation_oid, sum(p.shard_size)::bigint as size_bytes"
+    " from (select distinct on (s.shardid) s.table_name, s.shard_size from citus_shards as s"
+    " order by s.shardid) as p group by p.table_name"
+)
+SINGLE_NODE_SHARD_SIZES = sql.SQL(
+    "select null::oid as relation_oid, null::bigint as size_bytes where false"
+)
+
+
+def size_queries(conn: psycopg.Connection) -> tuple[sql.SQL, sql.SQL]:
+    """SQL for the database's size and for the sizes of the tables held in shards, measured
+    where the rows are: on the workers too on a Citus coordinator."""
+    if citus_version(conn):
+        return DATABASE_SIZE, SHARD_SIZES
+    return SINGLE_NODE_DATABASE_SIZE, SINGLE_NODE_SHARD_SIZES
+
+
 def require_cluster(conn: psycopg.Connection) -> None:
     """Refuse, in one line, a database that is not a Citus coordinator with workers."""
     if citus_version(conn) is None:

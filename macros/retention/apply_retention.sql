@@ -60,13 +60,18 @@
         with partitions as (
             select
                 child.relname as partition_name,
-                greatest(child.reltuples, 0)::bigint as estimated_rows,
+                coalesce(
+                    shard_rows.estimated_rows, greatest(child.reltuples, 0)
+                )::bigint as estimated_rows,
+                coalesce(shard_rows.is_analyzed, child.reltuples >= 0) as is_analyzed,
                 regexp_match(
                     pg_get_expr(child.relpartbound, child.oid),
                     'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)'
                 ) as bounds
             from pg_inherits as inh
             inner join pg_class as child on inh.inhrelid = child.oid
+            left join ({{ ml_warehouse.citus_row_estimates() }}) as shard_rows
+                on child.oid = shard_rows.relation_oid
             where inh.inhparent = {{ ml_warehouse.sql_literal(parent) }}::regclass
         ),
 
@@ -74,6 +79,7 @@
             select
                 partition_name,
                 estimated_rows,
+                is_analyzed,
                 bounds[1]::timestamptz as lower_bound,
                 bounds[2]::timestamptz as upper_bound
             from partitions
@@ -85,6 +91,7 @@
             to_char(lower_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as lower_bound,
             to_char(upper_bound at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as upper_bound,
             estimated_rows,
+            is_analyzed,
             to_regclass('ml_archive.' || quote_ident(partition_name)) is not null
                 as is_in_archive
         from dated
@@ -113,6 +120,13 @@
         {% set upper = "'" ~ row['upper_bound'] ~ "'::timestamptz" %}
         {% set rows_affected = row['estimated_rows'] | int %}
         {% set detail = {'rows_estimated': true} %}
+        {% if not row['is_analyzed'] and action != 'aggregate' %}
+            {# never analyzed (rows `partitions ensure` just moved in, say): its estimate is
+               unknown, not 0, so count it; on Citus the count runs on the shards #}
+            {% set rows_affected = run_query(
+                'select count(*) as n from ' ~ partition).rows[0]['n'] | int %}
+            {% do detail.update({'rows_estimated': false}) %}
+        {% endif %}
         {% if action == 'archive' %}
             {% do detail.update({'archived_as': 'ml_archive.' ~ row['partition_name']}) %}
             {% if row['is_in_archive'] %}

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from runner.maintenance.engine import Context, first_line
+from runner import citus
+from runner.maintenance.engine import USER_SCHEMA, Context, first_line
 from runner.maintenance.indexes import MB
 
 # Transaction IDs a database may consume before PostgreSQL stops accepting writes (2^31).
@@ -303,13 +304,17 @@ def safeguards(ctx: Context) -> dict[str, Any]:
     """Step 15: connections, cache hit ratio, transaction-ID age and size against their limits,
     and what the safeguards did over the last day; sizes are kept for the predictive step."""
     s = ctx.settings
+    # on a Citus coordinator the rows, and so the bytes, are on the workers
+    database_size, shard_sizes = citus.size_queries(ctx.conn)
     m = ctx.rows(
-        "select (select count(*) from pg_stat_activity) as connections,"
-        " current_setting('max_connections')::int as max_connections,"
-        " d.blks_hit, d.blks_read, age(b.datfrozenxid) as xid_age,"
-        " pg_database_size(current_database()) as bytes, current_database() as name"
-        " from pg_stat_database as d join pg_database as b on b.datname = d.datname"
-        " where d.datname = current_database()"
+        sql.SQL(
+            "select (select count(*) from pg_stat_activity) as connections,"
+            " current_setting('max_connections')::int as max_connections,"
+            " d.blks_hit, d.blks_read, age(b.datfrozenxid) as xid_age,"
+            " {database_size} as bytes, current_database() as name"
+            " from pg_stat_database as d join pg_database as b on b.datname = d.datname"
+            " where d.datname = current_database()"
+        ).format(database_size=database_size)
     )[0]
     limit = s["max_usage_pct"]
     usage = {
@@ -348,11 +353,15 @@ def safeguards(ctx: Context) -> dict[str, Any]:
     )[0]
     ctx.run.measurements.append(("database", m["name"], m["bytes"], None, m["xid_age"]))
     for r in ctx.rows(
-        "select format('%%I.%%I', n.nspname, c.relname) as name, pg_total_relation_size(c.oid)"
-        " as bytes, st.n_dead_tup::float8 / greatest(1, st.n_live_tup + st.n_dead_tup) as dead"
-        " from pg_stat_user_tables as st join pg_class as c on c.oid = st.relid"
-        " join pg_namespace as n on n.oid = c.relnamespace"
-        " where {user} and pg_total_relation_size(c.oid) >= %s",
+        sql.SQL(
+            "select format('%%I.%%I', n.nspname, c.relname) as name,"
+            " coalesce(shards.size_bytes, pg_total_relation_size(c.oid)) as bytes,"
+            " st.n_dead_tup::float8 / greatest(1, st.n_live_tup + st.n_dead_tup) as dead"
+            " from pg_stat_user_tables as st join pg_class as c on c.oid = st.relid"
+            " join pg_namespace as n on n.oid = c.relnamespace"
+            " left join ({shard_sizes}) as shards on shards.relation_oid = c.oid"
+            " where {user} and coalesce(shards.size_bytes, pg_total_relation_size(c.oid)) >= %s"
+        ).format(shard_sizes=shard_sizes, user=USER_SCHEMA),
         [MB],
     ):
         ctx.run.measurements.append(("table", r["name"], r["bytes"], r["dead"], None))

@@ -331,11 +331,6 @@ def test_the_size_safeguard_measures_the_workers(built: dict[str, Any]) -> None:
 
 
 @pytest.mark.citus
-@pytest.mark.xfail(
-    strict=True,
-    reason="on Citus the writer's batch fails on prediction_ids' primary key (a shard's) and is"
-    " spilled and retried for ever; runner/ingest's to fix, then drop this mark",
-)
 def test_a_retried_prediction_records_its_inline_outcome_once(
     built: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -504,15 +504,19 @@ class TableSpec:
         distinct: sql.Composable = sql.SQL("")
         order: sql.Composable = sql.SQL("")
         join: sql.Composable = sql.SQL("")
+        # the stored rows that date the batch, read first: Citus cannot plan a join of the
+        # temporary stage with a distributed subquery under `order by s.ctid`, but it can one
+        # with a materialized CTE (docs/requirements.md#scale-out)
+        prefix: sql.Composable = sql.SQL("")
         if self.dated_by is not None:
             # a registered prediction dates its outcome: a retry (a later created_at) gives the
             # stored row's key, and `on conflict do nothing` keeps the first; uncorrelated, as
             # the registry read below
-            join = sql.SQL(
-                " left join (select r.prediction_id, r.created_at from {}.{} as r"
-                " where r.prediction_id in (select prediction_id from {})) as r"
-                " on r.prediction_id = s.prediction_id"
+            prefix = sql.SQL(
+                "with r as materialized (select r.prediction_id, r.created_at from {}.{} as r"
+                " where r.prediction_id in (select prediction_id from {})) "
             ).format(*map(sql.Identifier, self.dated_by), self.stage(copy_format))
+            join = sql.SQL(" left join r on r.prediction_id = s.prediction_id")
             exprs = [
                 sql.SQL("coalesce(r.created_at, {})").format(expr)
                 if c.name in DATED_COLUMNS
@@ -524,14 +528,17 @@ class TableSpec:
             # the earliest stored row of each (prediction_id, outcome_id) dates the batch's row;
             # a lookup by the key's leading columns (one shard each on a distributed table),
             # uncorrelated as the registry reads, for the batch's ids only
-            join = sql.SQL(
-                " left join (select o.prediction_id, o.outcome_id, min(o.observed_at) as observed_at"
+            prefix = sql.SQL(
+                "with o as materialized (select o.prediction_id, o.outcome_id,"
+                " min(o.observed_at) as observed_at"
                 " from {}.{} as o where o.prediction_id in (select prediction_id from {})"
                 " and o.outcome_id in (select outcome_id from {})"
-                " group by o.prediction_id, o.outcome_id) as o"
-                " on o.prediction_id = s.prediction_id and o.outcome_id = s.outcome_id"
+                " group by o.prediction_id, o.outcome_id) "
             ).format(sql.Identifier(self.schema), sql.Identifier(self.table),
                      self.stage(copy_format), self.stage(copy_format))
+            join = sql.SQL(
+                " left join o on o.prediction_id = s.prediction_id and o.outcome_id = s.outcome_id"
+            )
             exprs = [
                 sql.SQL("coalesce(o.observed_at, {})").format(expr)
                 if c.name == "observed_at"
@@ -558,7 +565,8 @@ class TableSpec:
         if where_ctid:
             conditions.append(sql.SQL("s.ctid = %s::tid"))
         where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
-        query = sql.SQL("insert into {}.{} ({}) select {}{} from {} as s{}{}{}").format(
+        query = sql.SQL("{}insert into {}.{} ({}) select {}{} from {} as s{}{}{}").format(
+            prefix,
             sql.Identifier(self.schema),
             sql.Identifier(self.table),
             sql.SQL(", ").join(map(sql.Identifier, self.names)),

@@ -143,6 +143,12 @@ def _is_data_error(exc: BaseException) -> bool:
     """Rows the database refuses (class 22 data exception, 23 integrity, 54 a limit such as
     nesting depth): retrying won't help, sorting the batch out row by row will."""
     state = getattr(exc, "sqlstate", None) or ""
+    if state == "XX000":
+        # Citus reports a row a worker's shard refuses during COPY (a repeated id in the id
+        # register's shard) as an internal error carrying the worker's message
+        # (docs/requirements.md#scale-out)
+        diag = getattr(exc, "diag", None)
+        return "violates" in (getattr(diag, "message_primary", None) or "")
     if state == "42501":
         # a row a row-level security policy refuses (a service writing another's outcome) is a
         # bad row; a missing grant is not, and retrying is all that helps there

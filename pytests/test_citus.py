@@ -343,6 +343,11 @@ def test_a_retried_prediction_records_its_inline_outcome_once(
         time.sleep(0.05)  # the retry comes later: a later default created_at
         assert writer.write_prediction(prediction_id=pid, actual_value=1.0, **row) == pid
         assert writer.flush(timeout=15)
+        stats = writer.stats()
+    # the writer claims what was stored: a distributed insert's row count includes the skipped
+    # conflicts (its statistics said 2 outcomes written)
+    assert stats["written_by_table"]["outcomes"] == 1, stats
+    assert stats["duplicates"] == 2, stats
     with db.connect(built["cluster"]) as conn:
         counts = conn.execute(
             "select (select count(*) from ml_raw.ml_predictions where prediction_id = %s),"

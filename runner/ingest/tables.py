@@ -577,7 +577,9 @@ class TableSpec:
             where,
             order,
         )
-        return query + sql.SQL(" on conflict do nothing")
+        # the rows inserted, returned: a distributed INSERT ... SELECT reports the rows it sent
+        # as its row count, skipped conflicts included (docs/requirements.md#scale-out)
+        return query + sql.SQL(" on conflict do nothing returning 1")
 
 
 def _c(name: str, kind: str, required: bool = False, default: Callable[[], Any] | None = None):

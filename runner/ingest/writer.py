@@ -1052,7 +1052,7 @@ class Writer:
                     if lock is not None:
                         cur.execute(lock)
                     cur.execute(spec.insert_sql(copy_format=batch.copy_format))
-                    inserted = cur.rowcount
+                    inserted = len(cur.fetchall())  # the rows returned: those inserted
             except psycopg.Error as exc:
                 if not _is_data_error(exc) or conn.closed:
                     raise
@@ -1098,7 +1098,7 @@ class Writer:
                 try:
                     with conn.transaction():
                         cur.execute(insert_one, [ctid])
-                        inserted += cur.rowcount
+                        inserted += len(cur.fetchall())
                 except psycopg.Error as exc:
                     if not _is_data_error(exc):
                         raise
